@@ -1,0 +1,185 @@
+"""A loopback server speaking the Anthropic Messages streaming wire format.
+
+It answers ``POST /v1/messages`` with server-sent events exactly as the API
+sends them (``message_start``, ``content_block_start``, ``ping``,
+``content_block_delta``, ``content_block_stop``, ``message_delta``,
+``message_stop``, ``error``), chunked or close-delimited, and can be told to
+fail at a chosen point. Every request is recorded for the test to inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Script:
+    """What the next responses do."""
+
+    text: str = "Hello from the loopback model. It streams like the real API."
+    piece: int = 4  # characters per text delta
+    delay_s: float = 0.0  # pause between deltas
+    chunked: bool = True
+    status: int = 200  # a non-200 status answers with an error body instead
+    error_type: str = "api_error"
+    error_message: str = "something went wrong"
+    drop_after: int | None = None  # cut the connection after this many deltas
+    error_after: int | None = None  # send `event: error` after this many deltas
+    stop_reason: str = "end_turn"
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeAnthropic:
+    server: ThreadingHTTPServer
+    script: Script = field(default_factory=Script)
+    requests: list[Request] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _events(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """``(kind, bytes)`` for the whole answer; kind is "delta" for text deltas."""
+    message = {
+        "id": "msg_loopback",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "unknown"),
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }
+    out = [
+        ("meta", _event("message_start", {"type": "message_start", "message": message})),
+        (
+            "meta",
+            _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+        ),
+        ("meta", _event("ping", {"type": "ping"})),
+    ]
+    text = script.text
+    for i in range(0, len(text), script.piece):
+        delta = {"type": "text_delta", "text": text[i : i + script.piece]}
+        out.append(
+            (
+                "delta",
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                ),
+            )
+        )
+    out += [
+        ("meta", _event("content_block_stop", {"type": "content_block_stop", "index": 0})),
+        (
+            "meta",
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": script.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": len(text) // 4},
+                },
+            ),
+        ),
+        ("meta", _event("message_stop", {"type": "message_stop"})),
+    ]
+    return out
+
+
+def start(host: str = "127.0.0.1") -> FakeAnthropic:
+    fake: FakeAnthropic
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            fake.requests.append(Request(self.path, dict(self.headers.items()), body))
+            script = fake.script
+            if script.status != 200:
+                payload = json.dumps(
+                    {
+                        "type": "error",
+                        "error": {"type": script.error_type, "message": script.error_message},
+                    }
+                ).encode()
+                self.send_response(script.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            if script.chunked:
+                self.send_header("transfer-encoding", "chunked")
+            else:
+                self.send_header("connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            deltas = 0
+            for kind, data in _events(script, body):
+                if kind == "delta":
+                    if deltas == script.drop_after:
+                        self.wfile.flush()
+                        return  # the connection closes here, mid-answer
+                    if deltas == script.error_after:
+                        error = {
+                            "type": "error",
+                            "error": {"type": script.error_type, "message": script.error_message},
+                        }
+                        self._write(_event("error", error), script.chunked)
+                        break
+                    deltas += 1
+                    time.sleep(script.delay_s)
+                self._write(data, script.chunked)
+            if script.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _write(self, data: bytes, chunked: bool) -> None:
+            if chunked:
+                data = b"%x\r\n%s\r\n" % (len(data), data)
+            self.wfile.write(data)
+            self.wfile.flush()
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    server.daemon_threads = True
+    fake = FakeAnthropic(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake

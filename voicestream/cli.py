@@ -1,0 +1,181 @@
+"""The ``voicestream`` command: ``say``, ``voices``, ``devices``.
+
+Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration,
+130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from . import config as configuration
+from .errors import UsageError, VoicestreamError, root_cause
+from .pipeline import Metrics, speak
+from .sinks import NullSink, Sink
+from .sources import SOURCES, open_source, resolve_name
+from .tts import ENGINES, Synthesizer, open_synthesizer
+
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicestream", description="Speak a language model's answer while it is generated."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    say = commands.add_parser("say", help="speak one answer")
+    say.add_argument("prompt", nargs="?", default="", help="the question; '-' reads stdin")
+    say.add_argument("--source", choices=SOURCES, help="where the text comes from")
+    say.add_argument("--out", type=Path, metavar="FILE.wav", help="write a WAV file, no playback")
+    say.add_argument("--null", action="store_true", help="discard the audio (captions only)")
+    say.add_argument("--metrics", type=Path, metavar="FILE.json", help="write metrics at the end")
+    say.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
+    say.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
+    say.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
+    say.add_argument("--engine", choices=ENGINES, help="speech engine")
+    say.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    commands.add_parser("voices", help="list the voices the engine offers")
+    commands.add_parser("devices", help="list the audio output devices PortAudio sees")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> configuration.Layer:
+    flags: configuration.Layer = {}
+    for table, key, value in (
+        ("source", "name", "stdin" if args.prompt == "-" else args.source),
+        ("voice", "voice", args.voice),
+        ("voice", "rate", args.rate),
+        ("voice", "engine", args.engine),
+    ):
+        if value is not None:
+            flags.setdefault(table, {})[key] = value
+    return flags
+
+
+def _check_writable(path: Path, what: str) -> None:
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {what} {path}: the directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"cannot write {what} {path}: permission denied")
+
+
+async def _open_sink(args: argparse.Namespace, cfg: configuration.Config, rate: int) -> Sink:
+    if args.null:
+        return NullSink()
+    if args.out is not None:
+        from .sinks.wav import WavSink
+
+        return WavSink(args.out, rate)
+    from .sinks.speaker import SpeakerSink
+
+    return SpeakerSink(rate, cfg.output.device, cfg.output.latency_s)
+
+
+async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    cfg = configuration.load(args.config, os.environ, _flags(args))
+    name = resolve_name(cfg.source.name, os.environ)
+    if cfg.source.name == "auto" and name == "demo":
+        print(
+            "voicestream: ANTHROPIC_API_KEY is not set; speaking the offline demo answer",
+            file=stderr,
+        )
+    source = open_source(name, cfg, "" if args.prompt == "-" else args.prompt)
+    if args.metrics is not None:
+        _check_writable(args.metrics, "metrics")
+    synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
+    sink = await _open_sink(args, cfg, synthesizer.sample_rate)
+
+    metrics = Metrics()
+    interrupted = False
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def on_ctrl_c() -> None:
+                nonlocal interrupted
+                with trio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_ctrl_c)
+            try:
+                await speak(
+                    source, synthesizer, sink, captions=stdout, buffers=cfg.buffers, metrics=metrics
+                )
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        sink.close()
+        if args.metrics is not None:
+            args.metrics.write_text(json.dumps(metrics.as_dict(), indent=2) + "\n")
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _voices(stdout: TextIO) -> int:
+    from .tts.espeak import list_voices
+
+    for vid, name, languages in list_voices():
+        print(f"{vid:<24} {name:<32} {languages}", file=stdout)
+    return 0
+
+
+def _devices(stdout: TextIO, stderr: TextIO) -> int:
+    from .sinks.speaker import list_devices
+
+    devices = list_devices()
+    if not devices:
+        print("voicestream: PortAudio sees no audio output device", file=stderr)
+    for index, name, channels in devices:
+        print(f"{index:>3}  {name}  ({channels} channels)", file=stdout)
+    return 0
+
+
+def run(
+    argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run the command line; return the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "voices":
+            return _voices(stdout)
+        if args.command == "devices":
+            return _devices(stdout, stderr)
+        try:
+            result: int = trio.run(_say, args, stdout, stderr)
+        except BaseExceptionGroup as group:
+            raise root_cause(group) from group
+        return result
+    except VoicestreamError as e:
+        if args.debug:
+            traceback.print_exc(file=stderr)
+        print(f"voicestream: {e}", file=stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"voicestream: unexpected error: {type(e).__name__}: {e} (run with --debug for the "
+            "traceback)",
+            file=stderr,
+        )
+        return 1
+
+
+def main() -> Any:
+    sys.exit(run())

@@ -1,0 +1,150 @@
+"""Play audio on a PortAudio output device through a sounddevice callback.
+
+Frames go into a fixed ring buffer; the PortAudio callback copies from it into
+the device's buffer without locking or allocating arrays, fills any shortfall
+with silence and counts it as an underrun (after playback began, before the
+end of the answer). Single producer, single consumer: the writer only moves
+``_written`` after copying in, the callback only moves ``_played`` after
+copying out. When the writer waits for room, the callback wakes it through
+trio's thread-safe ``run_sync_soon``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import trio
+
+from ..audio import Audio
+from ..errors import UsageError
+
+NO_DEVICE = "no audio output device found; use --out FILE.wav to write the speech to a file"
+
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError:
+        raise UsageError(
+            "PortAudio is not installed: run 'apt-get install libportaudio2', or use --out FILE.wav"
+        ) from None
+    return sounddevice
+
+
+def list_devices() -> list[tuple[int, str, int]]:
+    """``(index, name, output channels)`` of every output device PortAudio sees."""
+    sd = _sounddevice()
+    return [
+        (d["index"], d["name"], d["max_output_channels"])
+        for d in sd.query_devices()
+        if d["max_output_channels"] > 0
+    ]
+
+
+def check_device(device: str) -> int | str | None:
+    """The device to open, or :class:`UsageError` if there is none."""
+    sd = _sounddevice()
+    wanted: int | str | None = int(device) if device.isdigit() else (device or None)
+    try:
+        sd.query_devices(wanted, kind="output")
+    except (sd.PortAudioError, ValueError):
+        if wanted is None:
+            raise UsageError(NO_DEVICE) from None
+        raise UsageError(
+            f"no audio output device '{device}'; 'voicestream devices' lists them"
+        ) from None
+    return wanted
+
+
+class SpeakerSink:
+    def __init__(
+        self, rate: int, device: str = "", latency_s: float = 0.1, buffer_s: float = 10.0
+    ) -> None:
+        sd = _sounddevice()
+        self.rate = rate
+        self._ring = np.zeros(int(rate * buffer_s), dtype=np.int16)
+        self._written = 0  # frames ever written (writer only)
+        self._played = 0  # frames ever played (callback only)
+        self._started = False
+        self._ending = False
+        self._waiting = False
+        self._progress = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self.underruns = 0  # callbacks that had to pad with silence
+        self.underrun_frames = 0
+        self._stream = sd.OutputStream(
+            samplerate=rate,
+            channels=1,
+            dtype="int16",
+            device=check_device(device),
+            latency=latency_s,
+            callback=self._callback,
+        )
+
+    @property
+    def underrun_s(self) -> float:
+        return self.underrun_frames / self.rate
+
+    @property
+    def played_s(self) -> float:
+        """Seconds of audio the device has taken so far."""
+        return self._played / self.rate
+
+    def _callback(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
+        ring, size = self._ring, len(self._ring)
+        start = self._played
+        n = min(frames, self._written - start)
+        i = start % size
+        first = min(n, size - i)
+        outdata[:first, 0] = ring[i : i + first]
+        outdata[first:n, 0] = ring[: n - first]
+        outdata[n:, 0] = 0
+        self._played = start + n
+        if n < frames and not self._ending:
+            self.underruns += 1
+            self.underrun_frames += frames - n
+        if self._waiting:
+            self._waiting = False
+            self._token.run_sync_soon(self._progress.set, idempotent=True)
+
+    async def _wait_for_progress(self) -> None:
+        self._progress = trio.Event()
+        self._waiting = True
+        await self._progress.wait()
+
+    async def write(self, audio: Audio) -> None:
+        data, size = audio.samples, len(self._ring)
+        while len(data):
+            room = size - (self._written - self._played)
+            if room == 0:
+                await self._wait_for_progress()
+                continue
+            n = min(room, len(data))
+            i = self._written % size
+            first = min(n, size - i)
+            self._ring[i : i + first] = data[:first]
+            self._ring[: n - first] = data[first:n]
+            self._written += n
+            data = data[n:]
+            if not self._started:
+                self._started = True
+                self._stream.start()
+        await trio.lowlevel.checkpoint()
+
+    async def drain(self) -> None:
+        self._ending = True
+        while self._started and self._played < self._written:
+            await self._wait_for_progress()
+        if self._started:
+            # Let the device play out what it already holds.
+            await trio.sleep(self._stream.latency)
+
+    def salvage(self, audio: Audio) -> None:
+        pass
+
+    def close(self) -> None:
+        self._ending = True
+        if not self._stream.closed:
+            self._stream.abort()
+            self._stream.close()

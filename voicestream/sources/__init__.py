@@ -1,0 +1,55 @@
+"""Text sources: async iterators of text pieces, as the model writes them.
+
+A source has one method, ``stream()``, an async generator of text pieces.
+Sources are chosen by name (``demo``, ``anthropic``, ``stdin``); ``auto``
+means ``anthropic`` when ``ANTHROPIC_API_KEY`` is set, else ``demo``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Mapping
+from typing import Protocol
+
+from ..config import Config
+from ..errors import UsageError
+
+SOURCES = ("auto", "demo", "anthropic", "stdin")
+
+
+class Source(Protocol):
+    def stream(self) -> AsyncGenerator[str]: ...
+
+
+def resolve_name(name: str, environ: Mapping[str, str]) -> str:
+    if name not in SOURCES:
+        raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")
+    if name == "auto":
+        return "anthropic" if environ.get("ANTHROPIC_API_KEY") else "demo"
+    return name
+
+
+def open_source(
+    name: str, config: Config, prompt: str, environ: Mapping[str, str] | None = None
+) -> Source:
+    """Build the named (already resolved) source; checks its settings but sends nothing."""
+    environ = os.environ if environ is None else environ
+    if name == "demo":
+        from .demo import DemoSource
+
+        return DemoSource(config.demo)
+    if name == "stdin":
+        from .stdin import StdinSource
+
+        return StdinSource()
+    if name == "anthropic":
+        from .anthropic import AnthropicSource
+
+        if not environ.get("ANTHROPIC_API_KEY"):
+            raise UsageError(
+                "the anthropic source needs ANTHROPIC_API_KEY: set it, or use --source demo"
+            )
+        if not prompt:
+            raise UsageError('the anthropic source needs a PROMPT: voicestream say "your question"')
+        return AnthropicSource(config.anthropic, prompt)
+    raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")

@@ -1,0 +1,100 @@
+"""espeak-ng through pyttsx3, synthesising to memory in a worker thread.
+
+pyttsx3 keeps one espeak engine per process and it must not be used by two
+threads at once, so every call goes through one process-wide lock (and, inside
+trio, a limiter of one thread). pyttsx3 prints "Audio saved to ..." on stdout
+after each save; that print is swallowed so stdout carries only captions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import threading
+import wave
+from typing import Any
+
+import numpy as np
+import trio
+
+from ..audio import Audio
+from ..errors import UsageError
+from . import speakable
+
+_ENGINE_LOCK = threading.Lock()
+INSTALL_HINT = "espeak-ng is not installed: run 'apt-get install libespeak-ng1'"
+
+
+def _engine() -> Any:
+    """The process's pyttsx3 espeak engine (pyttsx3 caches it)."""
+    try:
+        import pyttsx3
+
+        return pyttsx3.init("espeak")
+    except (RuntimeError, OSError, ImportError) as e:
+        raise UsageError(INSTALL_HINT) from e
+
+
+def list_voices() -> list[tuple[str, str, str]]:
+    """``(id, name, languages)`` for every voice espeak-ng offers."""
+    with _ENGINE_LOCK:
+        voices = _engine().getProperty("voices")
+    return [(v.id, v.name, ",".join(v.languages or [])) for v in voices]
+
+
+def _resolve_voice(wanted: str) -> str:
+    voices = list_voices()
+    for vid, name, _ in voices:
+        if wanted.lower() in (vid.lower(), name.lower()):
+            return vid
+    names = [v[1] for v in voices] + [v[0] for v in voices]
+    match = difflib.get_close_matches(wanted, names, n=1)
+    hint = f" (did you mean '{match[0]}'?)" if match else ""
+    raise UsageError(f"unknown voice '{wanted}'{hint}; 'voicestream voices' lists them")
+
+
+class EspeakSynthesizer:
+    sample_rate = 22050
+
+    def __init__(self, voice: str, words_per_minute: int) -> None:
+        self.voice = voice
+        self.words_per_minute = words_per_minute
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, voice: str = "", words_per_minute: int = 180) -> EspeakSynthesizer:
+        """Load espeak-ng and check the voice; raises :class:`UsageError` if either fails."""
+        if not 80 <= words_per_minute <= 500:
+            raise UsageError(f"voice.rate must be 80-500 words per minute, not {words_per_minute}")
+        vid = await trio.to_thread.run_sync(_resolve_voice, voice) if voice else ""
+        return cls(vid, words_per_minute)
+
+    async def synthesize(self, text: str) -> Audio:
+        if not speakable(text):
+            return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
+        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
+        return Audio(samples, self.sample_rate, text)
+
+    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+        with _ENGINE_LOCK:
+            engine = _engine()
+            for _attempt in range(3):
+                # Properties are set on every call: the engine is shared by the
+                # whole process, and setting the rate is racy in espeak's
+                # retrieval mode, so check that it took effect.
+                engine.setProperty("rate", self.words_per_minute)
+                if self.voice:
+                    engine.setProperty("voice", self.voice)
+                out = io.BytesIO()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    engine.save_to_file(text, out)
+                    engine.runAndWait()
+                if engine.getProperty("rate") == self.words_per_minute:
+                    break
+            else:
+                raise RuntimeError(f"espeak-ng did not accept the rate {self.words_per_minute}")
+        with wave.open(io.BytesIO(out.getvalue())) as w:
+            if w.getframerate() != self.sample_rate or w.getsampwidth() != 2:
+                raise RuntimeError("espeak-ng returned audio in an unexpected format")
+            return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)

@@ -1,0 +1,32 @@
+"""An instant engine that "speaks" silence for as long as a voice would take.
+
+For benchmarks and tests that are about timing and buffers, not about the voice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..audio import Audio
+from . import speakable
+
+SAMPLE_RATE = 22050
+SENTENCE_PAUSE_S = 0.25
+
+
+def spoken_seconds(text: str, words_per_minute: int) -> float:
+    """Roughly how long espeak takes to say ``text`` at ``words_per_minute``."""
+    if not speakable(text):
+        return 0.0
+    return len(text.split()) * 60.0 / words_per_minute + SENTENCE_PAUSE_S
+
+
+class SilentSynthesizer:
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, words_per_minute: int = 180) -> None:
+        self.words_per_minute = words_per_minute
+
+    async def synthesize(self, text: str) -> Audio:
+        frames = round(spoken_seconds(text, self.words_per_minute) * self.sample_rate)
+        return Audio(np.zeros(frames, dtype=np.int16), self.sample_rate, text)
