@@ -8,7 +8,9 @@ after each save; that print is swallowed so stdout carries only captions.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import difflib
 import io
 import threading
@@ -23,17 +25,49 @@ from ..errors import UsageError
 from . import speakable
 
 _ENGINE_LOCK = threading.Lock()
+_FINISHED = threading.Event()  # set by espeak-ng's thread when an utterance is done
+SYNTH_TIMEOUT_S = 30.0
 INSTALL_HINT = "espeak-ng is not installed: run 'apt-get install libespeak-ng1'"
 
 
-def _engine() -> Any:
-    """The process's pyttsx3 espeak engine (pyttsx3 caches it)."""
-    try:
-        import pyttsx3
+_engine_instance: Any = None
 
-        return pyttsx3.init("espeak")
-    except (RuntimeError, OSError, ImportError) as e:
-        raise UsageError(INSTALL_HINT) from e
+
+def _engine() -> Any:
+    """The process's one pyttsx3 espeak engine (call with ``_ENGINE_LOCK`` held)."""
+    global _engine_instance
+    if _engine_instance is None:
+        try:
+            import pyttsx3
+
+            engine = pyttsx3.init("espeak")
+        except (RuntimeError, OSError, ImportError) as e:
+            raise UsageError(INSTALL_HINT) from e
+        engine.connect("finished-utterance", lambda **_: _FINISHED.set())
+        _engine_instance = engine  # pyttsx3 only holds it weakly
+        atexit.register(_release_engine)
+    return _engine_instance
+
+
+def _release_engine() -> None:
+    # Dropped before interpreter shutdown, or pyttsx3's __del__ complains on stderr.
+    global _engine_instance
+    _engine_instance = None
+
+
+def _current_rate() -> int:
+    """The rate espeak-ng will really use.
+
+    pyttsx3's ``getProperty("rate")`` binds ``espeak_GetParameter`` without its
+    second argument, so it returns the default or the current value at random;
+    this binding asks for the current value.
+    """
+    from pyttsx3.drivers import _espeak
+
+    get = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_int)(
+        ("espeak_GetParameter", _espeak.dll)
+    )
+    return int(get(_espeak.RATE, 1))
 
 
 def list_voices() -> list[tuple[str, str, str]]:
@@ -79,21 +113,28 @@ class EspeakSynthesizer:
     def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
         with _ENGINE_LOCK:
             engine = _engine()
-            for _attempt in range(3):
-                # Properties are set on every call: the engine is shared by the
-                # whole process, and setting the rate is racy in espeak's
-                # retrieval mode, so check that it took effect.
-                engine.setProperty("rate", self.words_per_minute)
-                if self.voice:
-                    engine.setProperty("voice", self.voice)
-                out = io.BytesIO()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    engine.save_to_file(text, out)
-                    engine.runAndWait()
-                if engine.getProperty("rate") == self.words_per_minute:
-                    break
-            else:
+            # Set on every call: the engine is shared by the whole process. In
+            # retrieval mode espeak-ng applies settings from its command queue, so
+            # they can lag behind (pyttsx3's own queued setter lags further): set
+            # them on the driver, wait for the queue to drain, and check.
+            from pyttsx3.drivers import _espeak
+            from pyttsx3.drivers.espeak import EspeakDriver
+
+            EspeakDriver.setProperty("rate", self.words_per_minute)
+            if self.voice:
+                EspeakDriver.setProperty("voice", self.voice)
+            _espeak.Synchronize()
+            if _current_rate() != self.words_per_minute:
                 raise RuntimeError(f"espeak-ng did not accept the rate {self.words_per_minute}")
+            out = io.BytesIO()
+            _FINISHED.clear()
+            with contextlib.redirect_stdout(io.StringIO()):
+                engine.save_to_file(text, out)
+                engine.runAndWait()
+                # In retrieval mode espeak-ng synthesises in its own thread, and
+                # runAndWait can return before it is done: wait for the end.
+                if not _FINISHED.wait(SYNTH_TIMEOUT_S):
+                    raise RuntimeError("espeak-ng did not finish synthesising")
         with wave.open(io.BytesIO(out.getvalue())) as w:
             if w.getframerate() != self.sample_rate or w.getsampwidth() != 2:
                 raise RuntimeError("espeak-ng returned audio in an unexpected format")

@@ -1,0 +1,81 @@
+"""``voicestream say`` end to end, through the real espeak-ng, WAV files and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from conftest import FAST_DEMO, Cli
+from wavcheck import read_wav, voiced_fraction
+
+from voicestream.sources.demo import demo_answer
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+def test_demo_to_wav_is_valid_speech_at_the_configured_rate(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "demo.wav"
+    result = cli.run("say", "--source", "demo", "--out", str(out), "--rate", "180", **FAST_DEMO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n") == demo_answer().rstrip("\n")  # captions: the answer, only
+    rate, samples = read_wav(out)
+    assert rate == 22050
+    seconds = len(samples) / rate
+    assert voiced_fraction(samples, rate) > 0.5
+    spoken_wpm = words(demo_answer()) / seconds * 60
+    assert 180 / 2 <= spoken_wpm <= 180 * 2, f"{spoken_wpm:.0f} words per minute"
+
+
+def test_rate_flag_changes_the_length_of_speech(cli: Cli, tmp_path: Path) -> None:
+    lengths = {}
+    for rate in ("120", "360"):
+        out = tmp_path / f"{rate}.wav"
+        text = "One small step for a man, one giant leap for mankind."
+        result = cli.run("say", "-", "--out", str(out), "--rate", rate, input=text)
+        assert result.returncode == 0, result.stderr
+        sample_rate, samples = read_wav(out)
+        lengths[rate] = len(samples) / sample_rate
+    assert lengths["120"] > 2 * lengths["360"]
+
+
+def test_without_a_key_the_demo_is_spoken_with_a_notice(cli: Cli, tmp_path: Path) -> None:
+    result = cli.run("say", "--out", str(tmp_path / "a.wav"), "--engine", "silent", **FAST_DEMO)
+    assert result.returncode == 0
+    assert result.stderr.count("\n") == 1 and "ANTHROPIC_API_KEY" in result.stderr
+    assert "Sure!" in result.stdout
+
+
+def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
+    metrics = tmp_path / "m.json"
+    result = cli.run(
+        "say", "--source", "demo", "--out", str(tmp_path / "a.wav"), "--metrics", str(metrics),
+        VOICESTREAM_DEMO_TOKENS_PER_S="2000",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(metrics.read_text())
+    assert figures["ttft_s"] >= 0.4  # the demo's first-token delay
+    assert figures["ttft_s"] <= figures["ttfa_s"] <= figures["wall_s"]
+    assert figures["tokens"] > 100 and figures["chunks"] >= 10
+    rate, samples = read_wav(tmp_path / "a.wav")
+    assert abs(figures["audio_s"] - len(samples) / rate) < 0.01
+    assert set(figures["channels"]) == {"pieces", "chunks", "audio"}
+    for channel in figures["channels"].values():
+        assert {"peak_items", "longest_send_wait_s"} <= set(channel)
+
+
+def test_voices_lists_espeak_voices(cli: Cli) -> None:
+    result = cli.run("voices")
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) > 20
+    assert re.search(r"^gmw/en-us\s", result.stdout, re.M)
+
+
+def test_voice_flag_takes_a_listed_voice(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "de.wav"
+    result = cli.run("say", "-", "--voice", "German", "--out", str(out), input="Guten Tag.")
+    assert result.returncode == 0, result.stderr
+    rate, samples = read_wav(out)
+    assert voiced_fraction(samples, rate) > 0.3

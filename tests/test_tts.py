@@ -1,0 +1,52 @@
+"""The speech engines, through the real espeak-ng."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicestream.config import VoiceConfig
+from voicestream.errors import UsageError
+from voicestream.tts import open_synthesizer
+from voicestream.tts.espeak import EspeakSynthesizer
+from voicestream.tts.silent import spoken_seconds
+
+
+async def test_each_call_returns_the_audio_of_its_own_text() -> None:
+    engine = await EspeakSynthesizer.open("", 180)
+    short, long = "Yes.", "This sentence is a good deal longer than the other one, by far."
+    lengths = [(await engine.synthesize(t)).seconds for t in (short, long, short, long, short)]
+    assert lengths[0] == pytest.approx(lengths[2], rel=0.05) == pytest.approx(lengths[4], rel=0.05)
+    assert lengths[1] == pytest.approx(lengths[3], rel=0.05)
+    assert lengths[1] > 3 * lengths[0]
+
+
+async def test_rate_is_applied_whatever_was_used_before() -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    slow, fast = await EspeakSynthesizer.open("", 100), await EspeakSynthesizer.open("", 300)
+    durations = [(await e.synthesize(text)).seconds for e in (slow, fast, slow, fast)]
+    assert durations[0] == pytest.approx(durations[2], rel=0.05)
+    assert durations[0] > 2 * durations[1]
+
+
+async def test_text_without_words_gives_empty_audio() -> None:
+    engine = await EspeakSynthesizer.open()
+    for text in ("", "   ", "...", "— *"):
+        assert len((await engine.synthesize(text)).samples) == 0
+
+
+async def test_unknown_voice_is_a_usage_error_naming_the_closest() -> None:
+    with pytest.raises(UsageError, match="did you mean 'German'"):
+        await EspeakSynthesizer.open("Germann", 180)
+
+
+async def test_silent_engine_lasts_about_as_long_as_espeak(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = "Speech is much slower than text, about four tokens per second for a typical voice."
+    espeak = await open_synthesizer(VoiceConfig(engine="espeak", rate=180))
+    silent = await open_synthesizer(VoiceConfig(engine="silent", rate=180))
+    real, fake = (await espeak.synthesize(text)).seconds, (await silent.synthesize(text)).seconds
+    assert 0.5 < fake / real < 2
+    assert not (await silent.synthesize(text)).samples.any()
+    assert fake == pytest.approx(spoken_seconds(text, 180), abs=1e-3)
+    assert capsys.readouterr().out == ""  # pyttsx3's "Audio saved to ..." stays off stdout
