@@ -29,9 +29,3 @@ def voiced_fraction(samples: np.ndarray, rate: int, threshold: float = 300.0) ->
     if not len(frames):
         return 0.0
     return float((np.sqrt((frames**2).mean(axis=1)) > threshold).mean())
-
-
-def speech_span(samples: np.ndarray, rate: int, threshold: int = 500) -> float:
-    """Seconds from the first to the last sample louder than ``threshold``."""
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold)
-    return 0.0 if not len(loud) else (loud[-1] - loud[0]) / rate

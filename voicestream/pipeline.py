@@ -77,6 +77,15 @@ class MeteredSend(Generic[T]):
         await self.aclose()
 
 
+def _drain(receive: trio.MemoryReceiveChannel[T]) -> list[T]:
+    items = []
+    while True:
+        try:
+            items.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return items
+
+
 def _channel(
     metrics: Metrics, name: str, size: int
 ) -> tuple[MeteredSend[Any], trio.MemoryReceiveChannel[Any]]:
@@ -135,43 +144,45 @@ async def speak(
             for chunk in chunker.flush():
                 await out.send(chunk)
 
+    unsent: list[Audio] = []  # synthesized, but its send was cancelled
+
     async def synthesize(chunks: trio.MemoryReceiveChannel[str], out: MeteredSend[Audio]) -> None:
         async with chunks, out:
             async for chunk in chunks:
+                # Shielded: a synthesis takes milliseconds, and audio that exists
+                # when the answer is cancelled must not be thrown away.
+                with trio.CancelScope(shield=True):
+                    audio = await synthesizer.synthesize(chunk)
                 metrics.chunks += 1
-                audio = await synthesizer.synthesize(chunk)
                 if len(audio.samples):
-                    await out.send(audio)
+                    unsent.append(audio)
+                    await out.send(audio)  # cancellation-atomic: sent, or still unsent
+                    unsent.pop()
 
     async def play(audio_in: trio.MemoryReceiveChannel[Audio]) -> None:
-        async with audio_in:
-            try:
-                async for audio in audio_in:
-                    if metrics.ttfa_s is None:
-                        metrics.ttfa_s = trio.current_time() - started
-                    metrics.audio_s += audio.seconds
-                    await sink.write(audio)
-                await sink.drain()
-            finally:
-                # Cancelled: keep what was synthesized but not handed over yet.
-                while True:
-                    try:
-                        audio = audio_in.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
-                    metrics.audio_s += audio.seconds
-                    sink.salvage(audio)
+        async for audio in audio_in:
+            if metrics.ttfa_s is None:
+                metrics.ttfa_s = trio.current_time() - started
+            metrics.audio_s += audio.seconds
+            await sink.write(audio)
+        await sink.drain()
 
+    pieces_out, pieces_in = _channel(metrics, "pieces", buffers.tokens)
+    chunks_out, chunks_in = _channel(metrics, "chunks", buffers.chunks)
+    audio_out, audio_in = _channel(metrics, "audio", buffers.audio)
     try:
         async with trio.open_nursery() as nursery:
-            pieces_out, pieces_in = _channel(metrics, "pieces", buffers.tokens)
-            chunks_out, chunks_in = _channel(metrics, "chunks", buffers.chunks)
-            audio_out, audio_in = _channel(metrics, "audio", buffers.audio)
             nursery.start_soon(read_source, pieces_out)
             nursery.start_soon(chunk_text, pieces_in, chunks_out)
             nursery.start_soon(synthesize, chunks_in, audio_out)
             nursery.start_soon(play, audio_in)
     finally:
+        # Cancelled or failed: keep the audio that exists but was not handed over
+        # (a WAV stores it, a speaker drops it), in the order it was made.
+        for audio in [*_drain(audio_in), *unsent]:
+            metrics.audio_s += audio.seconds
+            sink.salvage(audio)
+        audio_in.close()
         sink.close()
         metrics.wall_s = trio.current_time() - started
         metrics.underruns = sink.underruns

@@ -71,6 +71,7 @@ class SpeakerSink:
         self._waiting = False
         self._progress = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
+        self._limiter = trio.CapacityLimiter(1)
         self.underruns = 0  # callbacks that had to pad with silence
         self.underrun_frames = 0
         self._stream = sd.OutputStream(
@@ -137,8 +138,8 @@ class SpeakerSink:
         while self._started and self._played < self._written:
             await self._wait_for_progress()
         if self._started:
-            # Let the device play out what it already holds.
-            await trio.sleep(self._stream.latency)
+            # Pa_StopStream returns once the device has played what it holds.
+            await trio.to_thread.run_sync(self._stream.stop, limiter=self._limiter)
 
     def salvage(self, audio: Audio) -> None:
         pass

@@ -1,0 +1,113 @@
+"""The sources: demo timing (virtual time), stdin as it arrives, the Anthropic API on loopback."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from conftest import Cli
+from fake_anthropic import FakeAnthropic, Script
+from test_faults import KEY, api_env, wait_for
+from wavcheck import read_wav, voiced_fraction
+
+from voicestream.config import DemoConfig
+from voicestream.sources.demo import DemoSource, demo_answer
+
+
+async def test_demo_streams_with_a_models_timing(clock: trio.testing.MockClock) -> None:
+    source = DemoSource(DemoConfig(first_token_s=0.4, tokens_per_s=60.0, seed=7))
+    arrivals: list[tuple[float, str]] = []
+    async for token in source.stream():
+        arrivals.append((trio.current_time(), token))
+    assert "".join(t for _, t in arrivals) == demo_answer()
+    assert arrivals[0][0] == pytest.approx(0.4)
+    assert {len(t) for _, t in arrivals} == set(range(1, 7)) | ({len(arrivals[-1][1])})
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(arrivals)]
+    rate = len(gaps) / sum(gaps)
+    assert 55 < rate < 65
+    assert min(gaps) < 0.6 / 60 and max(gaps) > 1.4 / 60  # jitter, not a metronome
+
+
+async def test_demo_with_a_seed_repeats_exactly() -> None:
+    async def tokens(seed: int) -> list[str]:
+        config = DemoConfig(first_token_s=0, tokens_per_s=1e6, seed=seed)
+        return [t async for t in DemoSource(config).stream()]
+
+    assert await tokens(3) == await tokens(3) != await tokens(4)
+
+
+def test_stdin_is_spoken_as_it_arrives_not_after_eof(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "a.wav"
+    process = cli.popen("say", "-", "--out", str(out))
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"The first sentence comes in pieces")
+    process.stdin.flush()
+    time.sleep(0.2)
+    process.stdin.write(b", with a pause. Then")
+    process.stdin.flush()
+    # Printed and synthesized while stdin is still open.
+    assert (
+        process.stdout.read(len("The first sentence comes in pieces"))
+        == b"The first sentence comes in pieces"
+    )
+    wait_for(lambda: out.stat().st_size > 44 + 22050)
+    assert process.poll() is None
+    process.stdin.write(" the end. Ünïcödé ✓".encode())
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    rest = process.stdout.read().decode()
+    assert rest == ", with a pause. Then the end. Ünïcödé ✓\n"
+    rate, samples = read_wav(out)
+    assert voiced_fraction(samples, rate) > 0.5
+
+
+def test_stdin_split_inside_a_utf8_character_is_decoded(cli: Cli) -> None:
+    process = cli.popen("say", "-", "--null", "--engine", "silent")
+    assert process.stdin is not None
+    data = "Grüße aus Köln.".encode()
+    process.stdin.write(data[:3])  # ends in the middle of "ü"
+    process.stdin.flush()
+    time.sleep(0.1)
+    process.stdin.write(data[3:])
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.decode() == "Grüße aus Köln.\n"
+
+
+def test_anthropic_answer_is_printed_and_spoken(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    answer = "Paris is the capital of France. It lies on the Seine, in the north of the country."
+    fake_api.script = Script(text=answer, piece=3, delay_s=0.005)
+    config = tmp_path / "my.toml"
+    config.write_text(
+        '[anthropic]\nmodel = "claude-test-model"\nmax_tokens = 77\nsystem = "Be brief."\n'
+    )
+    out, metrics = tmp_path / "a.wav", tmp_path / "m.json"
+    result = cli.run(
+        "say", "What is the capital of France?", "--config", str(config),
+        "--out", str(out), "--metrics", str(metrics), **api_env(fake_api),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == answer + "\n"
+    assert result.stderr == ""
+    (request,) = fake_api.requests
+    assert request.path == "/v1/messages"
+    assert request.body["model"] == "claude-test-model" and request.body["max_tokens"] == 77
+    assert request.body["system"] == "Be brief." and request.body["stream"] is True
+    assert request.body["messages"] == [
+        {"role": "user", "content": "What is the capital of France?"}
+    ]
+    # The SDK itself read the variables: the key went to the loopback server.
+    assert any(KEY in value for value in request.headers.values())
+    rate, samples = read_wav(out)
+    assert voiced_fraction(samples, rate) > 0.5
+    figures = json.loads(metrics.read_text())
+    assert KEY not in metrics.read_text()
+    assert figures["tokens"] == len(range(0, len(answer), 3)) and figures["chunks"] == 2
+    assert 0 < figures["ttft_s"] < figures["ttfa_s"]
