@@ -20,7 +20,7 @@ import trio
 from . import config as configuration
 from .errors import UsageError, VoicestreamError, root_cause
 from .pipeline import Metrics, speak
-from .sinks import NullSink, Sink
+from .sinks import open_sink
 from .sources import SOURCES, open_source, resolve_name
 from .tts import ENGINES, Synthesizer, open_synthesizer
 
@@ -71,18 +71,6 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: permission denied")
 
 
-async def _open_sink(args: argparse.Namespace, cfg: configuration.Config, rate: int) -> Sink:
-    if args.null:
-        return NullSink()
-    if args.out is not None:
-        from .sinks.wav import WavSink
-
-        return WavSink(args.out, rate)
-    from .sinks.speaker import SpeakerSink
-
-    return SpeakerSink(rate, cfg.output.device, cfg.output.latency_s)
-
-
 async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     cfg = configuration.load(args.config, os.environ, _flags(args))
     name = resolve_name(cfg.source.name, os.environ)
@@ -95,7 +83,8 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if args.metrics is not None:
         _check_writable(args.metrics, "metrics")
     synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
-    sink = await _open_sink(args, cfg, synthesizer.sample_rate)
+    sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
+    sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
 
     metrics = Metrics()
     interrupted = False

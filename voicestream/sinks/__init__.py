@@ -14,9 +14,14 @@ unwritable file is a usage error, not a failure halfway through an answer):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from ..audio import Audio
+from ..config import OutputConfig
+from ..errors import UsageError
+
+SINKS = ("speaker", "wav", "null")
 
 
 class Sink(Protocol):
@@ -52,3 +57,18 @@ class NullSink:
 
     def close(self) -> None:
         pass
+
+
+def open_sink(name: str, rate: int, config: OutputConfig, path: Path | None = None) -> Sink:
+    """Open the named sink for audio at ``rate`` Hz (``wav`` needs ``path``)."""
+    if name == "speaker":
+        from .speaker import SpeakerSink
+
+        return SpeakerSink(rate, config.device, config.latency_s)
+    if name == "wav" and path is not None:
+        from .wav import WavSink
+
+        return WavSink(path, rate)
+    if name == "null":
+        return NullSink()
+    raise UsageError(f"unknown sink '{name}': choose one of {', '.join(SINKS)}")
