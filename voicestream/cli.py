@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 import trio
 
 from . import config as configuration
+from .chunker import SentenceChunker
 from .errors import UsageError, VoicestreamError, root_cause
 from .pipeline import Metrics, speak
 from .sinks import open_sink
@@ -100,8 +102,15 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
             nursery.start_soon(on_ctrl_c)
             try:
+                chunker = SentenceChunker(**dataclasses.asdict(cfg.chunker))
                 await speak(
-                    source, synthesizer, sink, captions=stdout, buffers=cfg.buffers, metrics=metrics
+                    source,
+                    synthesizer,
+                    sink,
+                    captions=stdout,
+                    buffers=cfg.buffers,
+                    chunker=chunker,
+                    metrics=metrics,
                 )
             finally:
                 nursery.cancel_scope.cancel()

@@ -48,6 +48,17 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class ChunkerConfig:
+    first_fragment_words: int = 4
+    first_fragment_max_words: int = 12
+    min_chars: int = 20
+    max_chars: int = 300
+    code_block_phrase: str = "Here is a code block, shown on screen."
+    drop_emoji: bool = True
+    abbreviations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VoiceConfig:
     engine: str = "espeak"  # espeak | silent
     voice: str = ""  # engine default
@@ -72,6 +83,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     anthropic: AnthropicConfig = field(default_factory=AnthropicConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     buffers: BuffersConfig = field(default_factory=BuffersConfig)
@@ -104,6 +116,10 @@ def _closest(word: str, choices: list[str]) -> str:
 def _check(value: Any, kind: type[Any], where: str, key: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is tuple and isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise UsageError(f"{where}: '{key}' must be a list of strings")
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
     raise UsageError(
@@ -144,6 +160,8 @@ def read_file(path: Path) -> Layer:
 
 def _parse_env(raw: str, kind: type[Any], name: str) -> Any:
     try:
+        if kind is tuple:
+            return tuple(v.strip() for v in raw.split(",") if v.strip())
         if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True

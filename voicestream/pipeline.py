@@ -110,7 +110,7 @@ async def speak(
     Raises :class:`SourceError` after speaking what arrived if the source failed.
     """
     buffers = buffers or BuffersConfig()
-    chunker = chunker or SentenceChunker()
+    chunker = chunker if chunker is not None else SentenceChunker()
     metrics = Metrics() if metrics is None else metrics
     started = trio.current_time()
     source_error: list[SourceError] = []
