@@ -4,7 +4,7 @@ VENV := .venv
 SYSTEM_PACKAGES := libespeak-ng1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
 CODE := voicestream tests benchmarks
 
-.PHONY: demo test setup system-packages
+.PHONY: demo test bench setup system-packages
 
 demo: setup
 	$(VENV)/bin/voicestream say --source demo --out demo.wav
@@ -14,6 +14,10 @@ test: setup
 	$(VENV)/bin/ruff format --check $(CODE)
 	$(VENV)/bin/mypy voicestream
 	$(VENV)/bin/pytest
+
+bench: setup
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(VENV)/bin/python benchmarks/chunker.py
 
 setup: system-packages $(VENV)/.installed
 

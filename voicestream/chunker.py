@@ -79,6 +79,7 @@ _LINE_MARKER = re.compile(r"[ \t]*(?:#{1,6}[ \t]+|[-*+•][ \t]+|\d{1,3}[.)][ \t
 _FENCE = re.compile(r"[ \t]{0,3}(```|~~~)")
 _RULE = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _TABLE_SEPARATOR = re.compile(r"[\s|:-]*$")
+_find_mark = _SENTENCE_MARK.search
 _MAYBE_MARKUP = re.compile(r"[`~#*_\-+•>|\d.) \t]*")
 _NONSPACE = re.compile(r"\S+")
 _DOTTED = re.compile(r"(?:\w\.)+\w")
@@ -96,23 +97,22 @@ _EMOJI = re.compile(
 
 def clean(text: str, drop_emoji: bool = True) -> str:
     """Inline ``text`` as it should be said: markup removed, whitespace folded."""
-    parts = _INLINE_CODE.split(text)  # even: prose, odd: code (kept as written)
-    for i in range(0, len(parts), 2):
-        prose = _IMAGE_OR_LINK.sub(lambda m: m.group(1) or m.group(2) or "", parts[i])
-        prose = _EMPHASIS.sub("", prose)
-        parts[i] = prose.replace("`", "")
-    text = "".join(parts)
-    if drop_emoji:
+    if "`" in text or "[" in text or "*" in text or "_" in text or "~" in text:
+        parts = _INLINE_CODE.split(text)  # even: prose, odd: code (kept as written)
+        for i in range(0, len(parts), 2):
+            prose = _IMAGE_OR_LINK.sub(lambda m: m.group(1) or m.group(2) or "", parts[i])
+            prose = _EMPHASIS.sub("", prose)
+            parts[i] = prose.replace("`", "")
+        text = "".join(parts)
+    if drop_emoji and not text.isascii():
         text = _EMOJI.sub("", text)
     return " ".join(text.split())
 
 
 def _nonspace_at(text: str, start: int) -> int:
     """Index of the first non-space character at or after ``start``, or ``len(text)``."""
-    end = len(text)
-    while start < end and text[start].isspace():
-        start += 1
-    return start
+    match = _NONSPACE.search(text, start)
+    return match.start() if match else len(text)
 
 
 class SentenceChunker:
@@ -156,10 +156,22 @@ class SentenceChunker:
         self._code_opening = False  # the rest of the fence line (its language) is dropped
         self._emitted = 0
         self._held = ""  # a short sentence waiting to be merged with the next
+        self._idle = False  # see _run
 
     def feed(self, text: str) -> list[str]:
         """Add ``text``; return the chunks it completed, in order."""
-        self._buf += text
+        self._buf = buf = self._buf + text
+        if self._idle and len(buf) <= self.max_chars:
+            # The common cases, most tokens: no boundary can be in or before this
+            # text, or its only mark is its last character and needs what follows.
+            mark = _find_mark(text)
+            if mark is None:
+                self._scan = len(buf)
+                return []
+            if mark.end() == len(text) and text[-1] != "\n":
+                self._scan = len(buf) - len(text) + mark.start()
+                self._idle = False
+                return []
         return self._run()
 
     def flush(self) -> list[str]:
@@ -175,6 +187,14 @@ class SentenceChunker:
     # -- the scan -------------------------------------------------------------
 
     def _run(self) -> list[str]:
+        chunks = self._scan_text()
+        # Nothing undecided is waiting for more text: the next piece may take the fast path.
+        self._idle = self._scan == len(self._buf) and not (
+            self._line_start or self._in_code or self._line_kind == "table"
+        )
+        return chunks
+
+    def _scan_text(self) -> list[str]:
         chunks: list[str] = []
         while True:
             if self._in_code:
@@ -252,6 +272,11 @@ class SentenceChunker:
             if self._final:
                 self._consume(start)
             return None
+        if buf[start].isalpha():  # plain prose, the common case: no block markup
+            self._consume(start)
+            self._line_kind = "text"
+            self._line_start = False
+            return []
         newline = buf.find("\n", start)
         line_done = newline >= 0 or self._final
         line = buf[start:] if newline < 0 else buf[start:newline]
@@ -317,16 +342,18 @@ class SentenceChunker:
                     pos = self._scan = clause.end()
                     continue
             if mark is None or mark.start() > limit:
-                return self._too_long()
+                if mark is None and not eager:
+                    self._scan = len(buf)  # no candidate up to here (clauses do not count)
+                return self._too_long() if len(buf) > limit else None
             if mark.group() == "\n":
                 return mark.start(), "line"
-            decided = self._decide_mark(mark)
+            end = mark.end()
+            while end < len(buf) and buf[end] in _CLOSERS:
+                end += 1
+            decided = self._decide_mark(mark, end)
             if decided is None:
-                return self._too_long(pending=True)
+                return self._too_long(pending=True) if len(buf) > limit else None
             if decided:
-                end = mark.end()
-                while end < len(buf) and buf[end] in _CLOSERS:
-                    end += 1
                 after = _nonspace_at(buf, end)
                 return end, "line" if "\n" in buf[end:after] else "sentence"
             pos = self._scan = mark.end()
@@ -364,13 +391,11 @@ class SentenceChunker:
                 return end
         return None
 
-    def _decide_mark(self, mark: re.Match[str]) -> bool | None:
-        """Whether this sentence mark ends a sentence; None until the text after settles it."""
+    def _decide_mark(self, mark: re.Match[str], end: int) -> bool | None:
+        """Whether this sentence mark (with its closers up to ``end``) ends a sentence;
+        None until the text after it settles that."""
         buf, final = self._buf, self._final
         term = mark.group()
-        end = mark.end()
-        while end < len(buf) and buf[end] in _CLOSERS:
-            end += 1
         if end == len(buf):
             return True if final else None
         if term[-1] in "。！？":
