@@ -1,0 +1,346 @@
+"""Bounded, adaptive channels between the pipeline's stages.
+
+``open_channel(policy, cost)`` returns a send end and a receive end with the
+semantics of trio's memory channels (``send``/``send_nowait``, ``receive``/
+``receive_nowait``, ``clone``, ``close``/``aclose``, async iteration,
+``EndOfChannel`` once every sender closed and the buffer is drained,
+``BrokenResourceError`` once every receiver closed), and like them every
+operation is atomic with respect to cancellation: a cancelled ``send`` leaves the
+item unsent and the channel unchanged, a cancelled ``receive`` loses nothing.
+
+Capacity is counted in *cost units*, ``cost(item)`` (1 per item by default;
+characters for text, seconds for audio). An item is admitted when it fits in the
+current capacity, or when the buffer is empty (so one large item cannot block a
+channel forever). The policies:
+
+- ``Fixed(capacity)``: a classic bounded queue. If in doubt, this with a small
+  capacity: backpressure is a feature.
+- ``Unbounded()``: never waits; memory grows with the backlog. For comparison.
+- ``Adaptive(floor, hard_cap, stall_budget)``: for a producer that must not stall
+  (a model's stream times out when it is not read). Capacity starts at ``floor``.
+  A send that has waited half its ``stall_budget`` grows the capacity (doubling,
+  at least enough for its item) and goes through, so no send waits longer than
+  the budget -- unless the buffer would pass ``hard_cap``: then the sender waits
+  for room (counted in ``hard_cap_waits``; nothing is ever dropped), and ``used``
+  never exceeds ``hard_cap``. When a receive leaves the buffer under a quarter
+  full, capacity halves back toward ``floor``. It adapts to what it observes, the
+  time senders wait, so a fast consumer keeps it at ``floor`` and a slow one
+  lets it hold just the backlog the producer needs to keep going.
+- ``Jitter(floor, cap)``: the audio jitter buffer, in seconds of audio. It keeps
+  a target amount of audio ahead of playback: senders wait while the buffer holds
+  the target. The target grows by half when the consumer finds the buffer empty
+  (an underrun) or nearly so (under a fifth of the target: a near miss), up to
+  ``cap``, and decays by ``decay`` of itself per second of playback without one,
+  down to ``floor``.
+
+``statistics()`` on either end returns a frozen :class:`ChannelStatistics`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fixed:
+    capacity: float
+
+
+@dataclass(frozen=True)
+class Unbounded:
+    pass
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    floor: float = 256.0
+    hard_cap: float = 65536.0
+    stall_budget: float = 2.0
+
+
+@dataclass(frozen=True)
+class Jitter:
+    floor: float = 1.0
+    cap: float = 8.0
+    decay: float = 0.02  # of the target, per second without an underrun
+
+
+Policy = Fixed | Unbounded | Adaptive | Jitter
+
+
+@dataclass(frozen=True)
+class ChannelStatistics:
+    used: float  # cost units buffered
+    items: int
+    capacity: float  # current
+    peak_used: float
+    peak_capacity: float
+    tasks_waiting_send: int
+    tasks_waiting_receive: int
+    longest_send_wait: float  # seconds, by trio's clock
+    sends_over_budget: int  # sends that waited longer than the stall budget (Adaptive)
+    hard_cap_waits: int  # sends that had to wait because the hard cap was reached
+    underruns: int  # receives that found the buffer empty after the first item (Jitter)
+    open_send_channels: int
+    open_receive_channels: int
+
+
+class _State(Generic[T]):
+    def __init__(self, policy: Policy, cost: Callable[[Any], float]) -> None:
+        if isinstance(policy, Fixed) and not policy.capacity > 0:
+            raise ValueError("Fixed capacity must be positive")
+        self.policy = policy
+        self.cost = cost
+        self.buffer: deque[tuple[T, float]] = deque()
+        self.used = 0.0
+        self.capacity: float = (
+            policy.capacity
+            if isinstance(policy, Fixed)
+            else math.inf
+            if isinstance(policy, Unbounded)
+            else policy.floor
+        )
+        self.senders = trio.lowlevel.ParkingLot()
+        self.receivers = trio.lowlevel.ParkingLot()
+        self.open_send = 0
+        self.open_receive = 0
+        self.peak_used = 0.0
+        self.peak_capacity = self.capacity
+        self.longest_send_wait = 0.0
+        self.sends_over_budget = 0
+        self.hard_cap_waits = 0
+        self.underruns = 0
+        self.started = False  # an item has been received (Jitter)
+        self.last_receive = 0.0
+
+    def fits(self, cost: float) -> bool:
+        return self.used + cost <= self.capacity or not self.buffer
+
+    def put(self, item: T, cost: float) -> None:
+        self.buffer.append((item, cost))
+        self.used += cost
+        self.peak_used = max(self.peak_used, self.used)
+        self.receivers.unpark()
+
+    def take(self) -> T:
+        item, cost = self.buffer.popleft()
+        self.used -= cost
+        if not self.buffer:
+            self.used = 0.0  # no float drift
+        drained = self.used <= self.capacity / 4 and not self.senders.statistics().tasks_waiting
+        if isinstance(self.policy, Adaptive) and drained:
+            self.capacity = max(self.policy.floor, self.capacity / 2)
+        self.senders.unpark_all()
+        return item
+
+    def grow(self, cost: float) -> bool:
+        """Adaptive: make room for ``cost`` more, within the hard cap."""
+        policy = self.policy
+        assert isinstance(policy, Adaptive)
+        if self.used + cost > policy.hard_cap:
+            return False
+        self.capacity = min(policy.hard_cap, max(2 * self.capacity, self.used + cost))
+        self.peak_capacity = max(self.peak_capacity, self.capacity)
+        return True
+
+    def jitter_observe(self, starved: bool) -> None:
+        """Jitter: adjust the target from what the consumer just found."""
+        policy = self.policy
+        assert isinstance(policy, Jitter)
+        now = trio.current_time()
+        if self.started and (starved or self.used < self.capacity / 5):
+            self.capacity = min(policy.cap, self.capacity * 1.5)
+            self.underruns += starved
+        elif self.started:
+            decayed = self.capacity * (1 - policy.decay) ** (now - self.last_receive)
+            self.capacity = max(policy.floor, decayed)
+        self.peak_capacity = max(self.peak_capacity, self.capacity)
+        self.started = True
+        self.last_receive = now
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            used=self.used,
+            items=len(self.buffer),
+            capacity=self.capacity,
+            peak_used=self.peak_used,
+            peak_capacity=self.peak_capacity,
+            tasks_waiting_send=self.senders.statistics().tasks_waiting,
+            tasks_waiting_receive=self.receivers.statistics().tasks_waiting,
+            longest_send_wait=self.longest_send_wait,
+            sends_over_budget=self.sends_over_budget,
+            hard_cap_waits=self.hard_cap_waits,
+            underruns=self.underruns,
+            open_send_channels=self.open_send,
+            open_receive_channels=self.open_receive,
+        )
+
+
+class SendEnd(trio.abc.SendChannel[T]):
+    """The sending end; see the module docstring."""
+
+    def __init__(self, state: _State[T]) -> None:
+        self._state = state
+        self._closed = False
+        state.open_send += 1
+
+    def send_nowait(self, item: T) -> None:
+        """Buffer ``item`` at once, or raise ``trio.WouldBlock``."""
+        self._send_nowait(item, self._state.cost(item))
+
+    def _send_nowait(self, item: T, cost: float) -> None:
+        state = self._state
+        if self._closed:
+            raise trio.ClosedResourceError
+        if not state.open_receive:
+            raise trio.BrokenResourceError
+        if not state.fits(cost):
+            raise trio.WouldBlock
+        state.put(item, cost)
+
+    async def send(self, item: T) -> None:
+        """Buffer ``item``, waiting for room as the policy says."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        state = self._state
+        cost = state.cost(item)
+        policy = state.policy
+        if isinstance(policy, Adaptive) and cost > policy.hard_cap:
+            raise ValueError(f"an item costing {cost} can never fit under hard_cap")
+        start = trio.current_time()
+        patience = policy.stall_budget / 2 if isinstance(policy, Adaptive) else math.inf
+        deadline = start + patience
+        hit_cap = False
+        while True:
+            try:
+                self._send_nowait(item, cost)
+                break
+            except trio.WouldBlock:
+                pass
+            if trio.current_time() >= deadline:
+                if state.grow(cost):
+                    continue
+                deadline = math.inf  # at the hard cap: wait for room
+                hit_cap = True
+            with trio.move_on_at(deadline):
+                await state.senders.park()
+        waited = trio.current_time() - start
+        state.longest_send_wait = max(state.longest_send_wait, waited)
+        state.hard_cap_waits += hit_cap
+        if isinstance(policy, Adaptive) and waited > policy.stall_budget:
+            state.sends_over_budget += 1
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def clone(self) -> SendEnd[T]:
+        if self._closed:
+            raise trio.ClosedResourceError
+        return SendEnd(self._state)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_send -= 1
+        state.senders.unpark_all()  # this end's waiting senders find it closed
+        if not state.open_send:
+            state.receivers.unpark_all()  # they find the end of the channel
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> SendEnd[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def statistics(self) -> ChannelStatistics:
+        return self._state.statistics()
+
+
+class ReceiveEnd(trio.abc.ReceiveChannel[T]):
+    """The receiving end; see the module docstring."""
+
+    def __init__(self, state: _State[T]) -> None:
+        self._state = state
+        self._closed = False
+        state.open_receive += 1
+
+    def receive_nowait(self) -> T:
+        """An item at once, or ``trio.WouldBlock`` (``EndOfChannel`` when all is done)."""
+        state = self._state
+        if self._closed:
+            raise trio.ClosedResourceError
+        if state.buffer:
+            if isinstance(state.policy, Jitter):
+                state.jitter_observe(starved=False)
+            return state.take()
+        if not state.open_send:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> T:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        state = self._state
+        starved = False
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError
+            if state.buffer:
+                if isinstance(state.policy, Jitter):
+                    state.jitter_observe(starved)
+                item = state.take()
+                break
+            if not state.open_send:
+                raise trio.EndOfChannel
+            starved = True
+            await state.receivers.park()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+
+    def clone(self) -> ReceiveEnd[T]:
+        if self._closed:
+            raise trio.ClosedResourceError
+        return ReceiveEnd(self._state)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_receive -= 1
+        state.receivers.unpark_all()
+        if not state.open_receive:
+            state.buffer.clear()
+            state.used = 0.0
+            state.senders.unpark_all()  # they find the channel broken
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> ReceiveEnd[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def statistics(self) -> ChannelStatistics:
+        return self._state.statistics()
+
+
+def open_channel(
+    policy: Policy, cost: Callable[[Any], float] | None = None
+) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
+    """A connected ``(send, receive)`` pair; see the module docstring."""
+    state: _State[Any] = _State(policy, cost or (lambda item: 1))
+    return SendEnd(state), ReceiveEnd(state)
