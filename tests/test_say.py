@@ -63,7 +63,8 @@ def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
     assert abs(figures["audio_s"] - len(samples) / rate) < 0.01
     assert set(figures["channels"]) == {"pieces", "chunks", "audio"}
     for channel in figures["channels"].values():
-        assert {"peak_items", "longest_send_wait_s"} <= set(channel)
+        assert {"peak_used", "capacity", "longest_send_wait_s", "producer_timeouts"} <= set(channel)
+    assert figures["channels"]["pieces"]["producer_timeouts"] == 0
 
 
 def test_voices_lists_espeak_voices(cli: Cli) -> None:

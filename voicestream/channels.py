@@ -86,7 +86,7 @@ class ChannelStatistics:
     tasks_waiting_send: int
     tasks_waiting_receive: int
     longest_send_wait: float  # seconds, by trio's clock
-    sends_over_budget: int  # sends that waited longer than the stall budget (Adaptive)
+    sends_over_budget: int  # sends that waited longer than the stall budget
     hard_cap_waits: int  # sends that had to wait because the hard cap was reached
     underruns: int  # receives that found the buffer empty after the first item (Jitter)
     open_send_channels: int
@@ -94,11 +94,12 @@ class ChannelStatistics:
 
 
 class _State(Generic[T]):
-    def __init__(self, policy: Policy, cost: Callable[[Any], float]) -> None:
+    def __init__(self, policy: Policy, cost: Callable[[Any], float], stall_budget: float) -> None:
         if isinstance(policy, Fixed) and not policy.capacity > 0:
             raise ValueError("Fixed capacity must be positive")
         self.policy = policy
         self.cost = cost
+        self.stall_budget = stall_budget
         self.buffer: deque[tuple[T, float]] = deque()
         self.used = 0.0
         self.capacity: float = (
@@ -234,7 +235,7 @@ class SendEnd(trio.abc.SendChannel[T]):
         waited = trio.current_time() - start
         state.longest_send_wait = max(state.longest_send_wait, waited)
         state.hard_cap_waits += hit_cap
-        if isinstance(policy, Adaptive) and waited > policy.stall_budget:
+        if waited > state.stall_budget:
             state.sends_over_budget += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -339,8 +340,17 @@ class ReceiveEnd(trio.abc.ReceiveChannel[T]):
 
 
 def open_channel(
-    policy: Policy, cost: Callable[[Any], float] | None = None
+    policy: Policy,
+    cost: Callable[[Any], float] | None = None,
+    *,
+    stall_budget: float | None = None,
 ) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
-    """A connected ``(send, receive)`` pair; see the module docstring."""
-    state: _State[Any] = _State(policy, cost or (lambda item: 1))
+    """A connected ``(send, receive)`` pair; see the module docstring.
+
+    ``stall_budget`` (seconds) is what counts as a send waiting too long in
+    ``sends_over_budget``, for any policy; an ``Adaptive`` policy's own by default.
+    """
+    if stall_budget is None:
+        stall_budget = policy.stall_budget if isinstance(policy, Adaptive) else math.inf
+    state: _State[Any] = _State(policy, cost or (lambda item: 1), stall_budget)
     return SendEnd(state), ReceiveEnd(state)

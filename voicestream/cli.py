@@ -21,7 +21,7 @@ import trio
 from . import config as configuration
 from .chunker import SentenceChunker
 from .errors import UsageError, VoicestreamError, root_cause
-from .pipeline import Metrics, speak
+from .pipeline import Buffers, Metrics, speak
 from .sinks import open_sink
 from .sources import SOURCES, open_source, resolve_name
 from .tts import ENGINES, Synthesizer, open_synthesizer
@@ -108,7 +108,7 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                     synthesizer,
                     sink,
                     captions=stdout,
-                    buffers=cfg.buffers,
+                    buffers=Buffers.from_config(cfg.buffers),
                     chunker=chunker,
                     metrics=metrics,
                 )

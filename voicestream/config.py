@@ -73,9 +73,14 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class BuffersConfig:
-    tokens: int = 256
-    chunks: int = 16
-    audio: int = 8
+    policy: str = "adaptive"  # adaptive | fixed | unbounded
+    text_floor: int = 256
+    text_hard_cap: int = 262144
+    stall_budget_s: float = 3.0
+    audio_floor_s: float = 1.0
+    audio_cap_s: float = 8.0
+    audio_block_s: float = 0.5
+    fixed_capacity: int = 16
 
 
 @dataclass(frozen=True)

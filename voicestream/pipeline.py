@@ -13,17 +13,28 @@ to the sink is salvaged (a WAV keeps it) and the sink is always closed.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import trio
 
 from .audio import Audio
+from .channels import (
+    Adaptive,
+    ChannelStatistics,
+    Fixed,
+    Jitter,
+    Policy,
+    ReceiveEnd,
+    SendEnd,
+    Unbounded,
+    open_channel,
+)
 from .chunker import SentenceChunker
 from .config import BuffersConfig
-from .errors import SourceError
+from .errors import SourceError, UsageError
 from .sinks import Sink
 from .sources import Source
 from .tts import Synthesizer
@@ -31,10 +42,67 @@ from .tts import Synthesizer
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Buffers:
+    """The channel policies: text between source, chunker and synthesizer; audio
+    (in blocks of ``block_s`` seconds) between synthesizer and sink."""
+
+    text: Policy
+    audio: Policy
+    block_s: float = 0.5
+    stall_budget_s: float = 3.0
+
+    @classmethod
+    def from_config(cls, config: BuffersConfig) -> Buffers:
+        if config.policy == "adaptive":
+            text: Policy = Adaptive(config.text_floor, config.text_hard_cap, config.stall_budget_s)
+            audio: Policy = Jitter(config.audio_floor_s, config.audio_cap_s)
+        elif config.policy == "fixed":
+            text = audio = Fixed(config.fixed_capacity)
+        elif config.policy == "unbounded":
+            text = audio = Unbounded()
+        else:
+            raise UsageError(
+                f"unknown buffers.policy '{config.policy}': choose adaptive, fixed or unbounded"
+            )
+        return cls(text, audio, config.audio_block_s, config.stall_budget_s)
+
+    def open(self, kind: str) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
+        """A channel for ``text`` or ``audio``, costed as its policy counts."""
+        policy = self.text if kind == "text" else self.audio
+        cost: Callable[[Any], float] | None = None  # Fixed and Unbounded count items
+        if isinstance(policy, Adaptive):
+            cost = len
+        elif isinstance(policy, Jitter):
+            cost = _seconds
+        return open_channel(policy, cost, stall_budget=self.stall_budget_s)
+
+
+def _seconds(audio: Audio) -> float:
+    return audio.seconds
+
+
 @dataclass
 class ChannelFigures:
-    peak_items: int = 0
-    longest_send_wait_s: float = 0.0
+    peak_used: float
+    peak_capacity: float
+    capacity: float
+    longest_send_wait_s: float
+    producer_timeouts: int  # sends that waited longer than the stall budget
+    hard_cap_waits: int
+    underruns: int
+
+    @classmethod
+    def of(cls, stats: ChannelStatistics) -> ChannelFigures:
+        return cls(
+            stats.peak_used,
+            stats.peak_capacity,
+            stats.capacity,
+            stats.longest_send_wait,
+            stats.sends_over_budget,
+            stats.hard_cap_waits,
+            stats.underruns,
+        )
 
 
 @dataclass
@@ -48,36 +116,17 @@ class Metrics:
     underruns: int = 0
     underrun_s: float = 0.0
     channels: dict[str, ChannelFigures] = field(default_factory=dict)
+    # Live, for observers (the benchmark); not part of the report.
+    live: dict[str, ReceiveEnd[Any]] = field(default_factory=dict, repr=False)
+    inflight_audio_s: float = field(default=0.0, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        report = asdict(self)
+        del report["live"], report["inflight_audio_s"]
+        return report
 
 
-class MeteredSend(Generic[T]):
-    """A send end that records the channel's peak fill and the longest send wait."""
-
-    def __init__(self, send: trio.MemorySendChannel[T], figures: ChannelFigures) -> None:
-        self._send = send
-        self.figures = figures
-
-    async def send(self, item: T) -> None:
-        start = trio.current_time()
-        await self._send.send(item)
-        figures = self.figures
-        figures.longest_send_wait_s = max(figures.longest_send_wait_s, trio.current_time() - start)
-        figures.peak_items = max(figures.peak_items, self._send.statistics().current_buffer_used)
-
-    async def aclose(self) -> None:
-        await self._send.aclose()
-
-    async def __aenter__(self) -> MeteredSend[T]:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-def _drain(receive: trio.MemoryReceiveChannel[T]) -> list[T]:
+def _drain(receive: ReceiveEnd[T]) -> list[T]:
     items = []
     while True:
         try:
@@ -86,12 +135,14 @@ def _drain(receive: trio.MemoryReceiveChannel[T]) -> list[T]:
             return items
 
 
-def _channel(
-    metrics: Metrics, name: str, size: int
-) -> tuple[MeteredSend[Any], trio.MemoryReceiveChannel[Any]]:
-    send, receive = trio.open_memory_channel[Any](size if size > 0 else math.inf)
-    metrics.channels[name] = figures = ChannelFigures()
-    return MeteredSend(send, figures), receive
+def blocks(audio: Audio, seconds: float) -> list[Audio]:
+    """``audio`` cut into blocks of at most ``seconds``."""
+    step = max(1, int(seconds * audio.rate))
+    samples = audio.samples
+    return [
+        Audio(samples[i : i + step].copy(), audio.rate, audio.text if i == 0 else "")
+        for i in range(0, len(samples), step)
+    ]
 
 
 async def speak(
@@ -100,7 +151,7 @@ async def speak(
     sink: Sink,
     *,
     captions: TextIO | None = None,
-    buffers: BuffersConfig | None = None,
+    buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,
 ) -> Metrics:
@@ -109,13 +160,13 @@ async def speak(
     Pass ``metrics`` to have the figures filled in even when this raises.
     Raises :class:`SourceError` after speaking what arrived if the source failed.
     """
-    buffers = buffers or BuffersConfig()
+    buffers = buffers or Buffers.from_config(BuffersConfig())
     chunker = chunker if chunker is not None else SentenceChunker()
     metrics = Metrics() if metrics is None else metrics
     started = trio.current_time()
     source_error: list[SourceError] = []
 
-    async def read_source(out: MeteredSend[str]) -> None:
+    async def read_source(out: SendEnd[str]) -> None:
         last = "\n"
         async with out:
             try:
@@ -136,7 +187,7 @@ async def speak(
                     captions.write("\n")  # end the caption line, whatever happened
                     captions.flush()
 
-    async def chunk_text(pieces: trio.MemoryReceiveChannel[str], out: MeteredSend[str]) -> None:
+    async def chunk_text(pieces: ReceiveEnd[str], out: SendEnd[str]) -> None:
         async with pieces, out:
             async for piece in pieces:
                 for chunk in chunker.feed(piece):
@@ -146,7 +197,7 @@ async def speak(
 
     unsent: list[Audio] = []  # synthesized, but its send was cancelled
 
-    async def synthesize(chunks: trio.MemoryReceiveChannel[str], out: MeteredSend[Audio]) -> None:
+    async def synthesize(chunks: ReceiveEnd[str], out: SendEnd[Audio]) -> None:
         async with chunks, out:
             async for chunk in chunks:
                 # Shielded: a synthesis takes milliseconds, and audio that exists
@@ -154,12 +205,13 @@ async def speak(
                 with trio.CancelScope(shield=True):
                     audio = await synthesizer.synthesize(chunk)
                 metrics.chunks += 1
-                if len(audio.samples):
-                    unsent.append(audio)
-                    await out.send(audio)  # cancellation-atomic: sent, or still unsent
-                    unsent.pop()
+                unsent.extend(blocks(audio, buffers.block_s))
+                metrics.inflight_audio_s = audio.seconds
+                while unsent:
+                    await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
+                    metrics.inflight_audio_s -= unsent.pop(0).seconds
 
-    async def play(audio_in: trio.MemoryReceiveChannel[Audio]) -> None:
+    async def play(audio_in: ReceiveEnd[Audio]) -> None:
         async for audio in audio_in:
             if metrics.ttfa_s is None:
                 metrics.ttfa_s = trio.current_time() - started
@@ -167,9 +219,10 @@ async def speak(
             await sink.write(audio)
         await sink.drain()
 
-    pieces_out, pieces_in = _channel(metrics, "pieces", buffers.tokens)
-    chunks_out, chunks_in = _channel(metrics, "chunks", buffers.chunks)
-    audio_out, audio_in = _channel(metrics, "audio", buffers.audio)
+    pieces_out, pieces_in = buffers.open("text")
+    chunks_out, chunks_in = buffers.open("text")
+    audio_out, audio_in = buffers.open("audio")
+    metrics.live.update(pieces=pieces_in, chunks=chunks_in, audio=audio_in)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_source, pieces_out)
@@ -182,11 +235,13 @@ async def speak(
         for audio in [*_drain(audio_in), *unsent]:
             metrics.audio_s += audio.seconds
             sink.salvage(audio)
+        metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
         audio_in.close()
         sink.close()
         metrics.wall_s = trio.current_time() - started
         metrics.underruns = sink.underruns
         metrics.underrun_s = sink.underrun_s
+        metrics.inflight_audio_s = 0.0
     if source_error:
         raise source_error[0]
     return metrics

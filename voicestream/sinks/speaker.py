@@ -59,7 +59,7 @@ def check_device(device: str) -> int | str | None:
 
 class SpeakerSink:
     def __init__(
-        self, rate: int, device: str = "", latency_s: float = 0.1, buffer_s: float = 10.0
+        self, rate: int, device: str = "", latency_s: float = 0.1, buffer_s: float = 1.0
     ) -> None:
         sd = _sounddevice()
         self.rate = rate
