@@ -18,6 +18,7 @@ test: setup
 bench: setup
 	$(VENV)/bin/pip install -q -e '.[dev,bench]'
 	$(VENV)/bin/python benchmarks/chunker.py
+	$(VENV)/bin/voicestream bench
 
 setup: system-packages $(VENV)/.installed
 

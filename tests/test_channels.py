@@ -126,10 +126,14 @@ async def test_jitter_target_grows_after_an_underrun_and_decays(
 ) -> None:
     send, receive = open_channel(Jitter(floor=1.0, cap=8.0, decay=0.1), cost=float)
     send.send_nowait(0.5)
+    send.send_nowait(0.5)
+    with pytest.raises(trio.WouldBlock):
+        send.send_nowait(0.5)  # the producer is ahead: the target is reached
+    await receive.receive()
     await receive.receive()
     assert receive.statistics().capacity == 1.0
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(receive.receive)  # finds it empty: an underrun
+        nursery.start_soon(receive.receive)  # then it falls behind: an underrun
         await trio.sleep(1)
         send.send_nowait(0.5)
     grown = receive.statistics()
@@ -142,6 +146,19 @@ async def test_jitter_target_grows_after_an_underrun_and_decays(
         await receive.receive()
     assert receive.statistics().capacity == 1.0  # back at the floor
     assert receive.statistics().peak_capacity == 1.5
+
+
+async def test_jitter_does_not_grow_when_the_producer_itself_starves(
+    clock: trio.testing.MockClock,
+) -> None:
+    send, receive = open_channel(Jitter(floor=1.0, cap=8.0), cost=float)
+    for _ in range(5):  # the producer never gets ahead: more lookahead would not help
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive.receive)
+            await trio.sleep(2)
+            send.send_nowait(0.5)
+    stats = receive.statistics()
+    assert stats.underruns == 4 and stats.capacity == 1.0
 
 
 # -- properties: many tasks, random timing, cancellation at random points ----------

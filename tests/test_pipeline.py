@@ -145,15 +145,16 @@ async def test_fixed_channels_stay_bounded_and_hold_the_producer_back(
 async def test_adaptive_channels_keep_the_producer_going_and_audio_short(
     clock: trio.testing.MockClock,
 ) -> None:
-    buffers = Buffers.from_config(BuffersConfig())
+    config = BuffersConfig(stall_budget_s=1.0)  # shorter than a sentence takes to say
+    buffers = Buffers.from_config(config)
     source = ListSource([w + " " for w in (TEXT + " ").split(" ")] * 100, gap=0.01)
     sink = RecordingSink()
     metrics = await speak(source, SilentSynthesizer(), sink, buffers=buffers)
-    config, audio = BuffersConfig(), metrics.channels["audio"]
+    audio = metrics.channels["audio"]
     text = [metrics.channels["pieces"], metrics.channels["chunks"]]
     assert all(c.producer_timeouts == 0 for c in text)
     assert all(c.longest_send_wait_s <= config.stall_budget_s for c in text)
     assert max(c.peak_capacity for c in text) > config.text_floor  # it grew under pressure
     assert all(c.capacity == config.text_floor for c in text)  # and shrank back once drained
-    assert audio.peak_used <= BuffersConfig().audio_cap_s  # seconds of audio, however long
+    assert audio.peak_used <= config.audio_cap_s  # seconds of audio, however long
     assert len([a for a in sink.written if a.text]) == metrics.chunks > 100

@@ -18,7 +18,7 @@ channel forever). The policies:
 - ``Unbounded()``: never waits; memory grows with the backlog. For comparison.
 - ``Adaptive(floor, hard_cap, stall_budget)``: for a producer that must not stall
   (a model's stream times out when it is not read). Capacity starts at ``floor``.
-  A send that has waited half its ``stall_budget`` grows the capacity (doubling,
+  A send that has waited 80% of its ``stall_budget`` grows the capacity (doubling,
   at least enough for its item) and goes through, so no send waits longer than
   the budget -- unless the buffer would pass ``hard_cap``: then the sender waits
   for room (counted in ``hard_cap_waits``; nothing is ever dropped), and ``used``
@@ -29,9 +29,12 @@ channel forever). The policies:
 - ``Jitter(floor, cap)``: the audio jitter buffer, in seconds of audio. It keeps
   a target amount of audio ahead of playback: senders wait while the buffer holds
   the target. The target grows by half when the consumer finds the buffer empty
-  (an underrun) or nearly so (under a fifth of the target: a near miss), up to
-  ``cap``, and decays by ``decay`` of itself per second of playback without one,
-  down to ``floor``.
+  (an underrun) or nearly so (under a fifth of the target: a near miss) although
+  the producer had reached the target since the last growth -- jitter in the
+  producer, which more lookahead rides over; not when the producer never got
+  ahead, starved itself (more lookahead would not help) -- up to ``cap``, and it
+  decays by ``decay`` of itself per second of playback without trouble, down to
+  ``floor``.
 
 ``statistics()`` on either end returns a frozen :class:`ChannelStatistics`.
 """
@@ -47,6 +50,8 @@ from typing import Any, Generic, TypeVar
 import trio
 
 T = TypeVar("T")
+
+PATIENCE = 0.8  # of the stall budget: how long an Adaptive sender waits before it grows
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Adaptive:
 class Jitter:
     floor: float = 1.0
     cap: float = 8.0
-    decay: float = 0.02  # of the target, per second without an underrun
+    decay: float = 0.002  # of the target, per second without trouble: slowly
 
 
 Policy = Fixed | Unbounded | Adaptive | Jitter
@@ -120,6 +125,7 @@ class _State(Generic[T]):
         self.hard_cap_waits = 0
         self.underruns = 0
         self.started = False  # an item has been received (Jitter)
+        self.filled = False  # a sender found the target reached since the last growth
         self.last_receive = 0.0
 
     def fits(self, cost: float) -> bool:
@@ -157,10 +163,13 @@ class _State(Generic[T]):
         policy = self.policy
         assert isinstance(policy, Jitter)
         now = trio.current_time()
-        if self.started and (starved or self.used < self.capacity / 5):
+        trouble = self.started and (starved or self.used < self.capacity / 5)
+        self.underruns += self.started and starved
+        if trouble and self.filled:
+            # The producer had filled the target and still fell behind: jitter.
             self.capacity = min(policy.cap, self.capacity * 1.5)
-            self.underruns += starved
-        elif self.started:
+            self.filled = False
+        elif self.started and not trouble:
             decayed = self.capacity * (1 - policy.decay) ** (now - self.last_receive)
             self.capacity = max(policy.floor, decayed)
         self.peak_capacity = max(self.peak_capacity, self.capacity)
@@ -204,6 +213,7 @@ class SendEnd(trio.abc.SendChannel[T]):
         if not state.open_receive:
             raise trio.BrokenResourceError
         if not state.fits(cost):
+            state.filled = True
             raise trio.WouldBlock
         state.put(item, cost)
 
@@ -216,7 +226,7 @@ class SendEnd(trio.abc.SendChannel[T]):
         if isinstance(policy, Adaptive) and cost > policy.hard_cap:
             raise ValueError(f"an item costing {cost} can never fit under hard_cap")
         start = trio.current_time()
-        patience = policy.stall_budget / 2 if isinstance(policy, Adaptive) else math.inf
+        patience = policy.stall_budget * PATIENCE if isinstance(policy, Adaptive) else math.inf
         deadline = start + patience
         hit_cap = False
         while True:
@@ -230,8 +240,11 @@ class SendEnd(trio.abc.SendChannel[T]):
                     continue
                 deadline = math.inf  # at the hard cap: wait for room
                 hit_cap = True
-            with trio.move_on_at(deadline):
+            if deadline == math.inf:
                 await state.senders.park()
+            else:
+                with trio.move_on_at(deadline):
+                    await state.senders.park()
         waited = trio.current_time() - start
         state.longest_send_wait = max(state.longest_send_wait, waited)
         state.hard_cap_waits += hit_cap

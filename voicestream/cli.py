@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import signal
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
     say.add_argument("--engine", choices=ENGINES, help="speech engine")
     say.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    bench = commands.add_parser("bench", help="compare buffer policies in virtual time")
+    bench.add_argument("--out", type=Path, metavar="DIR", help="where the JSON and plots go")
 
     commands.add_parser("voices", help="list the voices the engine offers")
     commands.add_parser("devices", help="list the audio output devices PortAudio sees")
@@ -129,6 +133,21 @@ def _voices(stdout: TextIO) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    """Run benchmarks/buffers.py from the source checkout this package lives in."""
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not (folder / "buffers.py").is_file():
+        raise UsageError("the benchmark lives in the source checkout: run it from a git clone")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("the benchmark needs matplotlib: run 'make bench'") from None
+    sys.path.insert(0, str(folder))
+    buffers = importlib.import_module("buffers")
+    code: int = buffers.main(["--out", str(args.out)] if args.out else [])
+    return code
+
+
 def _devices(stdout: TextIO, stderr: TextIO) -> int:
     from .sinks.speaker import list_devices
 
@@ -152,6 +171,8 @@ def run(
             return _voices(stdout)
         if args.command == "devices":
             return _devices(stdout, stderr)
+        if args.command == "bench":
+            return _bench(args)
         try:
             result: int = trio.run(_say, args, stdout, stderr)
         except BaseExceptionGroup as group:

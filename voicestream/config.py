@@ -74,11 +74,11 @@ class OutputConfig:
 @dataclass(frozen=True)
 class BuffersConfig:
     policy: str = "adaptive"  # adaptive | fixed | unbounded
-    text_floor: int = 256
+    text_floor: int = 32
     text_hard_cap: int = 262144
     stall_budget_s: float = 3.0
-    audio_floor_s: float = 1.0
-    audio_cap_s: float = 8.0
+    audio_floor_s: float = 2.0
+    audio_cap_s: float = 10.0
     audio_block_s: float = 0.5
     fixed_capacity: int = 16
 
