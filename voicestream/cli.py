@@ -118,6 +118,12 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 )
             finally:
                 nursery.cancel_scope.cancel()
+        if any(c.hard_cap_waits for c in metrics.channels.values()):
+            print(
+                "voicestream: the text buffer reached buffers.text_hard_cap; the model's "
+                "stream was held back (raise the cap if the API timed out)",
+                file=stderr,
+            )
     finally:
         sink.close()
         if args.metrics is not None:

@@ -54,6 +54,16 @@ class Buffers:
 
     @classmethod
     def from_config(cls, config: BuffersConfig) -> Buffers:
+        if not 1 <= config.text_floor <= config.text_hard_cap or config.text_hard_cap < 4096:
+            raise UsageError(
+                "buffers.text_hard_cap must be at least 4096 characters (a piece of text "
+                "may be that long) and at least buffers.text_floor, which must be positive"
+            )
+        if not 0 < config.audio_floor_s <= config.audio_cap_s or config.audio_block_s <= 0:
+            raise UsageError(
+                "buffers.audio_floor_s must be positive and at most buffers.audio_cap_s, "
+                "and buffers.audio_block_s positive"
+            )
         if config.policy == "adaptive":
             text: Policy = Adaptive(config.text_floor, config.text_hard_cap, config.stall_budget_s)
             audio: Policy = Jitter(config.audio_floor_s, config.audio_cap_s)
