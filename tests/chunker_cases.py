@@ -47,7 +47,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("ellipsis inside", "Well... maybe we should wait a little longer for them. They are late.",
      ["Well... maybe we should wait a little longer for them.", "They are late."]),
     ("inline numbered list", "To begin: 1. download the file, 2. unzip it, 3. run setup. Done.",
-     ["To begin: 1. download the file,", "2. unzip it, 3. run setup.", "Done."]),
+     ["To begin: 1. download the file, 2. unzip it, 3. run setup.", "Done."]),
     # do split
     ("exclamation and question", "What a day it has been for all of us! Did you enjoy it? I did.",
      ["What a day it has been for all of us!", "Did you enjoy it? I did."]),

@@ -82,6 +82,7 @@ _TABLE_SEPARATOR = re.compile(r"[\s|:-]*$")
 _find_mark = _SENTENCE_MARK.search
 _MAYBE_MARKUP = re.compile(r"[`~#*_\-+•>|\d.) \t]*")
 _NONSPACE = re.compile(r"\S+")
+_DIGITS = re.compile(r"\d+")
 _DOTTED = re.compile(r"(?:\w\.)+\w")
 _INLINE_CODE = re.compile(r"`+([^`]*)`+")
 _IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|!?\[([^\]]*)\]\[[^\]]*\]")
@@ -376,8 +377,17 @@ class SentenceChunker:
     def _decide_clause(self, clause: re.Match[str]) -> bool | None:
         """Whether the first chunk may end at this clause mark."""
         buf = self._buf
-        if _nonspace_at(buf, clause.end()) == len(buf) and not self._final:
+        final, after = self._final, _nonspace_at(buf, clause.end())
+        if after == len(buf) and not final:
             return None
+        digits = _DIGITS.match(buf, after)
+        if digits:  # "1. download, 2. install" is an inline list: not a pause
+            end = digits.end()
+            if end + 2 > len(buf) and not final:
+                return None  # not enough text yet to tell "2. install" from "2024"
+            marker = end - after <= 3 and buf[end : end + 1] in (".", ")")
+            if marker and (end + 1 == len(buf) or buf[end + 1].isspace()):
+                return False
         return len(_WORD.findall(buf, 0, clause.start())) >= self.first_fragment_words
 
     def _word_limit(self, upto: int) -> int | None:
