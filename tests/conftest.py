@@ -63,6 +63,7 @@ class Cli:
         return subprocess.run(
             self.argv(*args),
             input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=timeout,
