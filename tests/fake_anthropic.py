@@ -31,6 +31,7 @@ class Script:
     drop_after: int | None = None  # cut the connection after this many deltas
     error_after: int | None = None  # send `event: error` after this many deltas
     stop_reason: str = "end_turn"
+    faulty_requests: int = 1_000_000  # the faults above apply to this many requests
 
 
 @dataclass
@@ -60,7 +61,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def _events(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
+def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tuple[str, bytes]]:
     """``(kind, bytes)`` for the whole answer; kind is "delta" for text deltas."""
     message = {
         "id": "msg_loopback",
@@ -87,7 +88,7 @@ def _events(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
         ),
         ("meta", _event("ping", {"type": "ping"})),
     ]
-    text = script.text
+    text = script.text[len(prefill) :]  # a prefilled answer continues where it stops
     for i in range(0, len(text), script.piece):
         delta = {"type": "text_delta", "text": text[i : i + script.piece]}
         out.append(
@@ -131,6 +132,24 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             body = json.loads(self.rfile.read(length) or b"{}")
             fake.requests.append(Request(self.path, dict(self.headers.items()), body))
             script = fake.script
+            if len(fake.requests) > script.faulty_requests:
+                script = Script(text=script.text, piece=script.piece, delay_s=script.delay_s)
+            messages = body.get("messages", [])
+            prefill = ""
+            if messages and messages[-1]["role"] == "assistant":
+                prefill = messages[-1]["content"]
+                if prefill != prefill.rstrip():
+                    self._error(
+                        400,
+                        "invalid_request_error",
+                        "final assistant content cannot end with trailing whitespace",
+                    )
+                    return
+                if not script.text.startswith(prefill):
+                    self._error(
+                        400, "invalid_request_error", "the prefill is not how this answer starts"
+                    )
+                    return
             if script.status != 200:
                 payload = json.dumps(
                     {
@@ -153,7 +172,7 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             self.end_headers()
             self.close_connection = True
             deltas = 0
-            for kind, data in _events(script, body):
+            for kind, data in _events(script, body, prefill):
                 if kind == "delta":
                     if deltas == script.drop_after:
                         self.wfile.flush()
@@ -171,6 +190,14 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             if script.chunked:
                 self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+        def _error(self, status: int, kind: str, message: str) -> None:
+            payload = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload.encode())
 
         def _write(self, data: bytes, chunked: bool) -> None:
             if chunked:

@@ -146,31 +146,39 @@ def test_ctrl_c_during_speech_exits_130_and_keeps_a_valid_wav(cli: Cli, tmp_path
     assert len(samples) == pytest.approx(len(expected), rel=0.02)
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"drop_after": 12},  # the connection drops (chunked): RemoteProtocolError
-        {"drop_after": 12, "chunked": False},  # the response just ends: no exception at all
-        {"error_after": 12, "error_type": "overloaded_error", "error_message": "Overloaded"},
-    ],
-    ids=["dropped", "cut-short", "error-event"],
+ANSWER = (
+    "The first sentence arrives whole. The second one goes on for a while, so that "
+    "the stream can break in the middle of it. A third sentence follows, and a fourth "
+    "one closes the answer after all of that has been said."
 )
-def test_stream_failing_mid_answer_keeps_what_was_said(
+FAULTS = [
+    {"drop_after": 12},  # the connection drops (chunked): RemoteProtocolError
+    {"drop_after": 12, "chunked": False},  # the response just ends: no exception at all
+    {"error_after": 12, "error_type": "overloaded_error", "error_message": "Overloaded"},
+]
+FAULT_IDS = ["dropped", "cut-short", "error-event"]
+FAST_RESUME = {"VOICESTREAM_ANTHROPIC_RESUME_BACKOFF_S": "0.01"}
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
+def test_stream_failing_on_every_resume_keeps_what_was_said(
     cli: Cli, fake_api: FakeAnthropic, tmp_path: Path, fault: dict[str, object]
 ) -> None:
-    answer = "The first sentence arrives whole. The second sentence is cut off in the middle."
-    fake_api.script = Script(text=answer, piece=5, **fault)  # type: ignore[arg-type]
+    fake_api.script = Script(text=ANSWER, piece=5, **fault)  # type: ignore[arg-type]
     out, metrics = tmp_path / "a.wav", tmp_path / "m.json"
     result = cli.run(
-        "say", "question", "--out", str(out), "--metrics", str(metrics), **api_env(fake_api)
-    )
+        "say", "question", "--out", str(out), "--metrics", str(metrics), **api_env(fake_api),
+        **FAST_RESUME, VOICESTREAM_ANTHROPIC_MAX_RESUMES="1",
+    )  # fmt: skip
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert KEY not in line + result.stdout + metrics.read_text()
-    assert result.stdout == answer[:60] + "\n"  # 12 deltas of 5 characters, printed once
+    # 12 deltas of 5 characters, then 12 more after one resume: each printed once.
+    resumed_at = len(ANSWER[:60].rstrip())
+    assert result.stdout == ANSWER[: resumed_at + 60] + "\n"
+    assert len(fake_api.requests) == 2
     rate, samples = read_wav(out)
     assert voiced_fraction(samples, rate) > 0.4
-    assert json.loads(metrics.read_text())["chunks"] == 2  # the whole sentence and the fragment
 
 
 def test_api_refusal_before_the_first_token_is_one_line(

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 from conftest import Cli
 from fake_anthropic import FakeAnthropic, Script
-from test_faults import KEY, api_env, wait_for
+from test_faults import ANSWER, FAST_RESUME, FAULT_IDS, FAULTS, KEY, api_env, wait_for
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.config import DemoConfig
@@ -111,3 +111,45 @@ def test_anthropic_answer_is_printed_and_spoken(
     assert KEY not in metrics.read_text()
     assert figures["tokens"] == len(range(0, len(answer), 3)) and figures["chunks"] == 2
     assert 0 < figures["ttft_s"] < figures["ttfa_s"]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
+@pytest.mark.parametrize("cut", [12, 14], ids=["mid-word", "after-a-space"])
+def test_a_broken_stream_is_resumed_and_the_answer_heard_once(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path, fault: dict[str, object], cut: int
+) -> None:
+    fault = {k: (cut if k.endswith("_after") else v) for k, v in fault.items()}
+    fake_api.script = Script(text=ANSWER, piece=5, faulty_requests=1, **fault)  # type: ignore[arg-type]
+    clean, out = tmp_path / "clean.wav", tmp_path / "resumed.wav"
+    result = cli.run("say", "question", "--out", str(out), **api_env(fake_api), **FAST_RESUME)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ANSWER + "\n"  # nothing said twice, nothing skipped
+    assert result.stderr == ""
+    first, second = fake_api.requests
+    prefill = second.body["messages"][-1]
+    assert prefill["role"] == "assistant" and prefill["content"] == ANSWER[: 5 * cut].rstrip()
+    assert second.body["messages"][:-1] == first.body["messages"]
+    fake_api.script = Script(text=ANSWER, piece=5)
+    assert cli.run("say", "question", "--out", str(clean), **api_env(fake_api)).returncode == 0
+    _, resumed = read_wav(out)
+    _, reference = read_wav(clean)
+    assert len(resumed) == pytest.approx(len(reference), rel=0.10)
+
+
+def test_an_answer_cut_at_max_tokens_says_so(cli: Cli, fake_api: FakeAnthropic) -> None:
+    text = "A short answer that was cut at the limit"
+    fake_api.script = Script(text=text, stop_reason="max_tokens")
+    result = cli.run("say", "question", "--null", "--max-tokens", "9", **api_env(fake_api))
+    assert result.returncode == 0
+    assert result.stdout == text + "\n"
+    assert "max_tokens = 9" in result.stderr and result.stderr.count("\n") == 1
+    assert fake_api.requests[0].body["max_tokens"] == 9
+
+
+def test_model_and_system_flags_reach_the_request(cli: Cli, fake_api: FakeAnthropic) -> None:
+    result = cli.run(
+        "say", "q", "--null", "--model", "claude-x", "--system", "Be terse.", **api_env(fake_api)
+    )
+    assert result.returncode == 0, result.stderr
+    body = fake_api.requests[0].body
+    assert body["model"] == "claude-x" and body["system"] == "Be terse."

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
     say.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
     say.add_argument("--engine", choices=ENGINES, help="speech engine")
+    say.add_argument("--model", help="the Anthropic model")
+    say.add_argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
+    say.add_argument("--system", metavar="TEXT", help="the system prompt")
     say.add_argument("--debug", action="store_true", help="show tracebacks")
 
     bench = commands.add_parser("bench", help="compare buffer policies in virtual time")
@@ -64,6 +67,9 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("voice", "voice", args.voice),
         ("voice", "rate", args.rate),
         ("voice", "engine", args.engine),
+        ("anthropic", "model", args.model),
+        ("anthropic", "max_tokens", args.max_tokens),
+        ("anthropic", "system", args.system),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value
@@ -118,6 +124,8 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 )
             finally:
                 nursery.cancel_scope.cancel()
+        for notice in getattr(source, "notices", []):
+            print(f"voicestream: {notice}", file=stderr)
         if any(c.hard_cap_waits for c in metrics.channels.values()):
             print(
                 "voicestream: the text buffer reached buffers.text_hard_cap; the model's "

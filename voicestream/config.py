@@ -38,6 +38,8 @@ class AnthropicConfig:
     system: str = SPEECH_SYSTEM_PROMPT
     max_retries: int = 2
     timeout_s: float = 60.0
+    max_resumes: int = 3
+    resume_backoff_s: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import trio
 
 from ..config import AnthropicConfig
 from ..errors import SourceError
@@ -62,30 +63,86 @@ def describe(error: BaseException) -> str:
     return f"the API call failed: {error}"
 
 
+class _Cut(Exception):
+    """The response ended without ``message_stop`` (no exception from the SDK)."""
+
+
+def resumable(error: BaseException) -> bool:
+    """Whether a failure mid-answer is worth resuming: the stream broke, not the request."""
+    if isinstance(error, _Cut | httpx2.TransportError):
+        return True  # dropped, cut short, or a read timeout
+    if isinstance(error, anthropic.APIStatusError):
+        return error.status_code in (200, 429) or error.status_code >= 500  # 200: event: error
+    return False
+
+
 class AnthropicSource:
+    """One answer from the Messages API, resumed where it broke off if the stream fails.
+
+    On a mid-answer failure (the connection drops, the response ends without
+    ``message_stop``, a read times out, an ``event: error`` arrives), the request
+    is sent again with the answer so far as an assistant prefill -- without its
+    trailing whitespace, which the API refuses -- and the continuation is spliced
+    on, so nothing is said twice or skipped. At most ``max_resumes`` times, with
+    exponential backoff; then the last cause is raised.
+    """
+
     def __init__(self, config: AnthropicConfig, prompt: str) -> None:
         self.config = config
         self.prompt = prompt
+        self.notices: list[str] = []  # one-line notices for stderr, after the answer
+        self.resumes = 0
 
     async def stream(self) -> AsyncGenerator[str]:
-        client = anthropic.AsyncAnthropic(
-            max_retries=self.config.max_retries, timeout=self.config.timeout_s
-        )
+        config = self.config
+        client = anthropic.AsyncAnthropic(max_retries=config.max_retries, timeout=config.timeout_s)
+        answer = ""
         try:
-            async with client.messages.stream(
-                model=self.config.model,
-                max_tokens=self.config.max_tokens,
-                system=self.config.system,
-                messages=[{"role": "user", "content": self.prompt}],
-            ) as stream:
-                async for event in stream:
-                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        yield event.delta.text
-                if stream.current_message_snapshot.stop_reason is None:
-                    raise SourceError(
-                        "the answer stream ended before the model finished; "
-                        "what arrived so far was kept"
+            while True:
+                prefill = answer.rstrip()
+                skip = answer[len(prefill) :]  # whitespace already said, not in the prefill
+                messages: list[dict[str, str]] = [{"role": "user", "content": self.prompt}]
+                if prefill:
+                    messages.append({"role": "assistant", "content": prefill})
+                try:
+                    async with client.messages.stream(
+                        model=config.model,
+                        max_tokens=config.max_tokens,
+                        system=config.system,
+                        messages=messages,  # type: ignore[arg-type]
+                    ) as stream:
+                        async for event in stream:
+                            if event.type != "content_block_delta":
+                                continue  # pings, tool use, thinking: never read aloud
+                            if event.delta.type != "text_delta":
+                                continue
+                            text = event.delta.text
+                            while skip and text and text[0] == skip[0]:
+                                text, skip = text[1:], skip[1:]
+                            skip = skip if not text else ""
+                            if text:
+                                answer += text
+                                yield text
+                        stop_reason = stream.current_message_snapshot.stop_reason
+                    if stop_reason is None:
+                        raise _Cut
+                except (anthropic.APIError, httpx2.HTTPError, _Cut) as e:
+                    if not (answer and resumable(e)) or self.resumes >= config.max_resumes:
+                        raise
+                    self.resumes += 1
+                    await trio.sleep(config.resume_backoff_s * 2 ** (self.resumes - 1))
+                    continue
+                if stop_reason == "max_tokens":
+                    self.notices.append(
+                        f"the answer was cut at anthropic.max_tokens = {config.max_tokens}; "
+                        "raise it (or --max-tokens) for longer answers"
                     )
+                return
+        except _Cut:
+            raise SourceError(
+                "the answer stream ended before the model finished, and resuming did not "
+                "complete it; what arrived so far was kept"
+            ) from None
         except (anthropic.APIError, httpx2.HTTPError) as e:
             raise SourceError(describe(e)) from e
         finally:
