@@ -32,6 +32,7 @@ class Script:
     error_after: int | None = None  # send `event: error` after this many deltas
     stop_reason: str = "end_turn"
     faulty_requests: int = 1_000_000  # the faults above apply to this many requests
+    other_blocks: bool = False  # a thinking block and a tool_use block before the text
 
 
 @dataclass
@@ -71,7 +72,12 @@ def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tup
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 1},
+        "usage": {
+            "input_tokens": 12,
+            "output_tokens": 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 7,
+        },
     }
     out = [
         ("meta", _event("message_start", {"type": "message_start", "message": message})),
@@ -88,6 +94,33 @@ def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tup
         ),
         ("meta", _event("ping", {"type": "ping"})),
     ]
+    if script.other_blocks:
+        thinking = {"type": "thinking_delta", "thinking": "Let me think about the question."}
+        tool = {"type": "input_json_delta", "partial_json": '{"expression": "6*7"}'}
+        for index, block, delta in (
+            (1, {"type": "thinking", "thinking": "", "signature": ""}, thinking),
+            (2, {"type": "tool_use", "id": "toolu_1", "name": "calculator", "input": {}}, tool),
+        ):
+            out += [
+                (
+                    "meta",
+                    _event(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": index, "content_block": block},
+                    ),
+                ),
+                (
+                    "meta",
+                    _event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    ),
+                ),
+                (
+                    "meta",
+                    _event("content_block_stop", {"type": "content_block_stop", "index": index}),
+                ),
+            ]
     text = script.text[len(prefill) :]  # a prefilled answer continues where it stops
     for i in range(0, len(text), script.piece):
         delta = {"type": "text_delta", "text": text[i : i + script.piece]}
@@ -131,6 +164,15 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             fake.requests.append(Request(self.path, dict(self.headers.items()), body))
+            if self.path.startswith("/v1/messages/count_tokens"):
+                counted = len(json.dumps([body.get("system"), body.get("messages")])) // 4
+                payload = json.dumps({"input_tokens": counted}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
             script = fake.script
             if len(fake.requests) > script.faulty_requests:
                 script = Script(text=script.text, piece=script.piece, delay_s=script.delay_s)

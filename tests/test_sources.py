@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from pathlib import Path
 
@@ -153,3 +154,77 @@ def test_model_and_system_flags_reach_the_request(cli: Cli, fake_api: FakeAnthro
     assert result.returncode == 0, result.stderr
     body = fake_api.requests[0].body
     assert body["model"] == "claude-x" and body["system"] == "Be terse."
+
+
+def test_thinking_and_tool_use_are_never_read_aloud(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(text="Only this is spoken.", other_blocks=True)
+    result = cli.run("say", "q", "--null", **api_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Only this is spoken.\n"
+
+
+def test_metrics_report_usage_and_cost_but_never_the_key(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "m.json"
+    result = cli.run("say", "q", "--null", "--metrics", str(metrics), **api_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(metrics.read_text())["source"]
+    assert report["input_tokens"] == 12 and report["cache_read_input_tokens"] == 7
+    assert report["output_tokens"] > 0
+    assert report["cost_usd"] == pytest.approx((12 * 3 + report["output_tokens"] * 15) / 1e6)
+    assert KEY not in metrics.read_text()
+
+
+def test_a_long_system_prompt_is_sent_for_caching(cli: Cli, fake_api: FakeAnthropic) -> None:
+    long_prompt = "Speak plainly and briefly. " * 200
+    for system in ("Short.", long_prompt):
+        assert (
+            cli.run("say", "q", "--null", "--system", system, **api_env(fake_api)).returncode == 0
+        )
+    short, long = (r.body["system"] for r in fake_api.requests)
+    assert short == "Short."
+    assert long == [{"type": "text", "text": long_prompt, "cache_control": {"type": "ephemeral"}}]
+
+
+def test_cost_guard_refuses_before_any_generation(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    result = cli.run("say", "q", "--null", "--max-cost", "0.001", **api_env(fake_api))
+    assert result.returncode == 2
+    line = result.stderr
+    assert line.count("\n") == 1 and "1024 output tokens" in line
+    found = re.search(r"cost \$([\d.]+) \((\d+) input tokens", line)
+    assert found, line
+    cost, tokens = float(found[1]), int(found[2])
+    assert cost == pytest.approx((tokens * 3 + 1024 * 15) / 1e6, abs=1e-4) and cost > 0.001
+    assert [r.path for r in fake_api.requests] == ["/v1/messages/count_tokens"]
+    allowed = cli.run("say", "q", "--null", "--max-cost", "1", **api_env(fake_api))
+    assert allowed.returncode == 0, allowed.stderr
+    assert fake_api.requests[-1].path == "/v1/messages"
+
+
+def test_overloaded_before_the_first_token_is_retried_then_one_line(
+    cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(status=529, error_type="overloaded_error", error_message="Overloaded")
+    result = cli.run(
+        "say", "q", "--null", **api_env(fake_api), VOICESTREAM_ANTHROPIC_MAX_RETRIES="1"
+    )
+    assert result.returncode == 1
+    assert "overloaded (529)" in result.stderr and result.stderr.count("\n") == 1
+    assert len(fake_api.requests) == 2  # the SDK's retry
+
+
+def test_refused_key_is_not_retried(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(status=401, error_type="authentication_error", error_message="bad key")
+    result = cli.run("say", "q", "--null", **api_env(fake_api))
+    assert result.returncode == 1 and "bad key" in result.stderr
+    assert len(fake_api.requests) == 1
+
+
+def test_connection_refused_is_one_line(cli: Cli) -> None:
+    env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    result = cli.run("say", "q", "--null", **env, VOICESTREAM_ANTHROPIC_MAX_RETRIES="0")
+    assert result.returncode == 1
+    assert "could not connect" in result.stderr and result.stderr.count("\n") == 1

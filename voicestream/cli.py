@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--model", help="the Anthropic model")
     say.add_argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
     say.add_argument("--system", metavar="TEXT", help="the system prompt")
+    say.add_argument("--max-cost", type=float, metavar="USD", help="refuse a costlier request")
     say.add_argument("--debug", action="store_true", help="show tracebacks")
 
     bench = commands.add_parser("bench", help="compare buffer policies in virtual time")
@@ -70,6 +71,7 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("anthropic", "model", args.model),
         ("anthropic", "max_tokens", args.max_tokens),
         ("anthropic", "system", args.system),
+        ("anthropic", "max_cost_usd", args.max_cost),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value
@@ -94,9 +96,18 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     source = open_source(name, cfg, "" if args.prompt == "-" else args.prompt)
     if args.metrics is not None:
         _check_writable(args.metrics, "metrics")
+    buffers = Buffers.from_config(cfg.buffers)
+    chunker = SentenceChunker(**dataclasses.asdict(cfg.chunker))
     synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
     sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
     sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
+    check_cost = getattr(source, "check_cost", None)
+    if check_cost is not None:
+        try:
+            await check_cost()  # the first request, and only when the guard is on
+        except BaseException:
+            sink.close()
+            raise
 
     metrics = Metrics()
     interrupted = False
@@ -112,13 +123,12 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
             nursery.start_soon(on_ctrl_c)
             try:
-                chunker = SentenceChunker(**dataclasses.asdict(cfg.chunker))
                 await speak(
                     source,
                     synthesizer,
                     sink,
                     captions=stdout,
-                    buffers=Buffers.from_config(cfg.buffers),
+                    buffers=buffers,
                     chunker=chunker,
                     metrics=metrics,
                 )
@@ -134,6 +144,9 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             )
     finally:
         sink.close()
+        report = getattr(source, "report", None)
+        if report is not None:
+            metrics.source = report()
         if args.metrics is not None:
             args.metrics.write_text(json.dumps(metrics.as_dict(), indent=2) + "\n")
     return EXIT_INTERRUPTED if interrupted else 0

@@ -40,6 +40,13 @@ class AnthropicConfig:
     timeout_s: float = 60.0
     max_resumes: int = 3
     resume_backoff_s: float = 0.5
+    max_cost_usd: float = 0.0  # 0: no guard
+    # "model:input:output", USD per million tokens
+    prices: tuple[str, ...] = (
+        "claude-sonnet-5-5:3:15",
+        "claude-haiku-5-5:1:5",
+        "claude-opus-5-5:15:75",
+    )
 
 
 @dataclass(frozen=True)

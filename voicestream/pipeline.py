@@ -126,6 +126,7 @@ class Metrics:
     underruns: int = 0
     underrun_s: float = 0.0
     channels: dict[str, ChannelFigures] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # what the source reports (usage)
     # Live, for observers (the benchmark); not part of the report.
     live: dict[str, ReceiveEnd[Any]] = field(default_factory=dict, repr=False)
     inflight_audio_s: float = field(default=0.0, repr=False)

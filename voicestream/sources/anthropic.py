@@ -15,16 +15,16 @@ import httpx2
 import trio
 
 from ..config import AnthropicConfig
-from ..errors import SourceError
+from ..errors import SourceError, UsageError
 
-STATUS_CAUSES = {
-    400: "the API rejected the request",
-    401: "the API key was rejected (check ANTHROPIC_API_KEY)",
-    403: "the API key is not allowed to do this",
-    404: "the API does not know this model or endpoint",
-    413: "the request is too large",
-    429: "the API rate limit was hit; wait a moment and try again",
-    529: "the API is overloaded; try again in a minute",
+STATUS_CAUSES = {  # status: (what went wrong, what to do)
+    400: ("the API rejected the request", "check the model name and the settings"),
+    401: ("the API key was rejected", "check ANTHROPIC_API_KEY"),
+    403: ("the API key is not allowed to do this", "check the key's permissions"),
+    404: ("the API does not know this model or endpoint", "check anthropic.model"),
+    413: ("the request is too large", "shorten the prompt"),
+    429: ("the API rate limit was hit", "wait a moment and try again"),
+    529: ("the API is overloaded", "try again in a minute"),
 }
 
 
@@ -48,10 +48,12 @@ def describe(error: BaseException) -> str:
                 else "error"
             )
             return f"the API reported {kind} mid-answer: {detail or 'no details'}"
-        cause = STATUS_CAUSES.get(status) or (
-            "the API had an internal error; try again" if status >= 500 else "the API refused"
+        cause, advice = STATUS_CAUSES.get(status) or (
+            ("the API had an internal error", "try again")
+            if status >= 500
+            else ("the API refused the request", "check the settings")
         )
-        return f"{cause} ({status}){': ' + detail if detail else ''}"
+        return f"{cause} ({status}){': ' + detail if detail else ''}; {advice}"
     if isinstance(error, anthropic.APITimeoutError):
         return "the API did not answer in time; check the network or raise anthropic.timeout_s"
     if isinstance(error, anthropic.APIConnectionError):
@@ -61,6 +63,22 @@ def describe(error: BaseException) -> str:
     if isinstance(error, httpx2.HTTPError):
         return "the connection to the API dropped mid-answer; what arrived so far was kept"
     return f"the API call failed: {error}"
+
+
+CACHEABLE_CHARS = 4096  # about the 1,024 tokens below which a prompt is not cached
+
+
+def price(config: AnthropicConfig) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens of the configured model, if known."""
+    for entry in config.prices:
+        model, _, rest = entry.partition(":")
+        if model == config.model:
+            pin, _, pout = rest.partition(":")
+            try:
+                return float(pin), float(pout)
+            except ValueError:
+                raise UsageError(f"anthropic.prices: '{entry}' is not model:input:output") from None
+    return None
 
 
 class _Cut(Exception):
@@ -92,6 +110,66 @@ class AnthropicSource:
         self.prompt = prompt
         self.notices: list[str] = []  # one-line notices for stderr, after the answer
         self.resumes = 0
+        self.usage: dict[str, int] = {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    def _system(self) -> Any:
+        """The system prompt; marked for prompt caching when it is long enough to cache."""
+        system = self.config.system
+        if len(system) >= CACHEABLE_CHARS:
+            return [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+        return system
+
+    def report(self) -> dict[str, Any]:
+        """Usage and cost of the answer, for --metrics (never the key)."""
+        report: dict[str, Any] = {"model": self.config.model, "resumes": self.resumes}
+        report.update(self.usage)
+        prices = price(self.config)
+        if prices is not None:
+            report["cost_usd"] = round(
+                (self.usage["input_tokens"] * prices[0] + self.usage["output_tokens"] * prices[1])
+                / 1e6,
+                6,
+            )
+        return report
+
+    async def check_cost(self) -> None:
+        """Refuse, before any generation, a request whose worst case costs too much."""
+        config = self.config
+        if config.max_cost_usd <= 0:
+            return
+        prices = price(config)
+        if prices is None:
+            raise UsageError(
+                f"no price for {config.model} in anthropic.prices; add one to use the cost guard"
+            )
+        client = anthropic.AsyncAnthropic(max_retries=config.max_retries, timeout=config.timeout_s)
+        try:
+            counted = await client.messages.count_tokens(
+                model=config.model,
+                system=self._system(),
+                messages=[{"role": "user", "content": self.prompt}],
+            )
+        except (anthropic.APIError, httpx2.HTTPError) as e:
+            raise SourceError(f"counting the input tokens failed: {describe(e)}") from e
+        finally:
+            await client.close()
+        tokens = counted.input_tokens
+        worst = (tokens * prices[0] + config.max_tokens * prices[1]) / 1e6
+        if worst > config.max_cost_usd:
+            raise UsageError(
+                f"this request could cost ${worst:.4f} ({tokens} input tokens at ${prices[0]:g}/M "
+                f"+ up to {config.max_tokens} output tokens at ${prices[1]:g}/M), over the "
+                f"--max-cost of ${config.max_cost_usd:g}; lower --max-tokens or raise --max-cost"
+            )
+
+    def _count(self, usage: Any) -> None:
+        for key in self.usage:
+            self.usage[key] += getattr(usage, key, None) or 0
 
     async def stream(self) -> AsyncGenerator[str]:
         config = self.config
@@ -108,7 +186,7 @@ class AnthropicSource:
                     async with client.messages.stream(
                         model=config.model,
                         max_tokens=config.max_tokens,
-                        system=config.system,
+                        system=self._system(),
                         messages=messages,  # type: ignore[arg-type]
                     ) as stream:
                         async for event in stream:
@@ -123,7 +201,9 @@ class AnthropicSource:
                             if text:
                                 answer += text
                                 yield text
-                        stop_reason = stream.current_message_snapshot.stop_reason
+                        snapshot = stream.current_message_snapshot
+                        stop_reason = snapshot.stop_reason
+                        self._count(snapshot.usage)
                     if stop_reason is None:
                         raise _Cut
                 except (anthropic.APIError, httpx2.HTTPError, _Cut) as e:
