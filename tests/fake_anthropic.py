@@ -30,6 +30,8 @@ class Script:
     error_message: str = "something went wrong"
     drop_after: int | None = None  # cut the connection after this many deltas
     error_after: int | None = None  # send `event: error` after this many deltas
+    stall_after: int | None = None  # go quiet after this many deltas, for stall_s
+    stall_s: float = 0.0
     stop_reason: str = "end_turn"
     faulty_requests: int = 1_000_000  # the faults above apply to this many requests
     other_blocks: bool = False  # a thinking block and a tool_use block before the text
@@ -175,7 +177,10 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
                 return
             script = fake.script
             if len(fake.requests) > script.faulty_requests:
-                script = Script(text=script.text, piece=script.piece, delay_s=script.delay_s)
+                script = Script(
+                    text=script.text, piece=script.piece, delay_s=script.delay_s,
+                    other_blocks=script.other_blocks,
+                )  # fmt: skip
             messages = body.get("messages", [])
             prefill = ""
             if messages and messages[-1]["role"] == "assistant":
@@ -219,6 +224,9 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
                     if deltas == script.drop_after:
                         self.wfile.flush()
                         return  # the connection closes here, mid-answer
+                    if deltas == script.stall_after:
+                        time.sleep(script.stall_s)  # a read timeout on the client's side
+                        return
                     if deltas == script.error_after:
                         error = {
                             "type": "error",

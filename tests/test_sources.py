@@ -228,3 +228,12 @@ def test_connection_refused_is_one_line(cli: Cli) -> None:
     result = cli.run("say", "q", "--null", **env, VOICESTREAM_ANTHROPIC_MAX_RETRIES="0")
     assert result.returncode == 1
     assert "could not connect" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_stalled_stream_times_out_and_is_resumed(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(text=ANSWER, piece=5, stall_after=12, stall_s=3, faulty_requests=1)
+    quick = {"VOICESTREAM_ANTHROPIC_TIMEOUT_S": "0.5", **FAST_RESUME}
+    result = cli.run("say", "q", "--null", "--engine", "silent", **api_env(fake_api), **quick)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ANSWER + "\n"
+    assert len(fake_api.requests) == 2
