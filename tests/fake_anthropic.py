@@ -35,6 +35,9 @@ class Script:
     stop_reason: str = "end_turn"
     faulty_requests: int = 1_000_000  # the faults above apply to this many requests
     other_blocks: bool = False  # a thinking block and a tool_use block before the text
+    tool_call: dict[str, Any] | None = None  # ask for this calculator input, after the text
+    tool_name: str = "calculator"
+    tool_always: bool = False  # keep asking for the tool, round after round
 
 
 @dataclass
@@ -135,6 +138,28 @@ def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tup
                 ),
             )
         )
+    stop_reason = script.stop_reason
+    if script.tool_call is not None and (script.tool_always or not prefill_is_tool_turn(body)):
+        stop_reason = "tool_use"
+        block = {"type": "tool_use", "id": "toolu_loopback", "name": script.tool_name, "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(script.tool_call)}
+        out += [
+            (
+                "meta",
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 1, "content_block": block},
+                ),
+            ),
+            (
+                "meta",
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 1, "delta": delta},
+                ),
+            ),
+            ("meta", _event("content_block_stop", {"type": "content_block_stop", "index": 1})),
+        ]
     out += [
         ("meta", _event("content_block_stop", {"type": "content_block_stop", "index": 0})),
         (
@@ -143,7 +168,7 @@ def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tup
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": script.stop_reason, "stop_sequence": None},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                     "usage": {"output_tokens": len(text) // 4},
                 },
             ),
@@ -151,6 +176,13 @@ def _events(script: Script, body: dict[str, Any], prefill: str = "") -> list[tup
         ("meta", _event("message_stop", {"type": "message_stop"})),
     ]
     return out
+
+
+def prefill_is_tool_turn(body: dict[str, Any]) -> bool:
+    """Whether the request already carries a tool result (the answer goes on)."""
+    return any(
+        isinstance(m.get("content"), list) and m["role"] == "user" for m in body.get("messages", [])
+    )
 
 
 def start(host: str = "127.0.0.1") -> FakeAnthropic:
@@ -197,6 +229,13 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
                         400, "invalid_request_error", "the prefill is not how this answer starts"
                     )
                     return
+            last = messages[-1] if messages else {}
+            tool_turn = last.get("role") == "user" and isinstance(last.get("content"), list)
+            if tool_turn and not script.tool_always:
+                # The tool's result came back: the answer goes on with it.
+                result = last["content"][0]
+                verdict = "an error" if result.get("is_error") else "the result"
+                script = Script(text=f"That gives {verdict}: {result['content']}.", piece=4)
             if script.status != 200:
                 payload = json.dumps(
                     {

@@ -237,3 +237,48 @@ def test_a_stalled_stream_times_out_and_is_resumed(cli: Cli, fake_api: FakeAnthr
     assert result.returncode == 0, result.stderr
     assert result.stdout == ANSWER + "\n"
     assert len(fake_api.requests) == 2
+
+
+def test_the_calculator_answers_the_model_within_one_spoken_answer(
+    cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(text="Let me work that out.", tool_call={"expression": "(3 + 4) * 6"})
+    result = cli.run("say", "What is seven times six?", "--null", **api_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Let me work that out. That gives the result: 42.\n"
+    first, second = fake_api.requests
+    assert first.body["tools"][0]["name"] == "calculator"
+    assistant, tool_result = second.body["messages"][1:]
+    assert assistant["content"][0] == {"type": "text", "text": "Let me work that out."}
+    assert assistant["content"][1]["input"] == {"expression": "(3 + 4) * 6"}
+    assert tool_result["content"][0]["content"] == "42"
+
+
+@pytest.mark.parametrize(
+    ("name", "tool_input", "error"),
+    [
+        ("calculator", {"expression": "__import__('os').system('true')"}, "not allowed"),
+        ("calculator", {"expr": "1+1"}, "needs"),
+        ("weather", {"city": "Paris"}, "unknown tool"),
+        ("calculator", {"expression": "9 ** 9 ** 9"}, "exponents"),
+    ],
+)
+def test_bad_tool_calls_give_the_model_an_error_not_a_crash(
+    cli: Cli, fake_api: FakeAnthropic, name: str, tool_input: dict[str, str], error: str
+) -> None:
+    fake_api.script = Script(text="Checking.", tool_call=tool_input, tool_name=name)
+    result = cli.run("say", "q", "--null", **api_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Checking. That gives an error:")
+    sent = fake_api.requests[1].body["messages"][-1]["content"][0]
+    assert sent["is_error"] is True and error in sent["content"]
+
+
+def test_the_tool_loop_is_bounded(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(text="Again.", tool_call={"expression": "1+1"}, tool_always=True)
+    result = cli.run(
+        "say", "q", "--null", **api_env(fake_api), VOICESTREAM_ANTHROPIC_MAX_TOOL_ROUNDS="2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake_api.requests) == 3
+    assert "stopped after 2 rounds" in result.stderr and result.stderr.count("\n") == 1

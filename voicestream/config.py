@@ -41,6 +41,8 @@ class AnthropicConfig:
     max_resumes: int = 3
     resume_backoff_s: float = 0.5
     max_cost_usd: float = 0.0  # 0: no guard
+    tools: bool = True  # the calculator
+    max_tool_rounds: int = 5
     # "model:input:output", USD per million tokens
     prices: tuple[str, ...] = (
         "claude-sonnet-5-5:3:15",

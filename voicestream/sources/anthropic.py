@@ -16,6 +16,7 @@ import trio
 
 from ..config import AnthropicConfig
 from ..errors import SourceError, UsageError
+from ..tools import TOOLS, run_tool
 
 STATUS_CAUSES = {  # status: (what went wrong, what to do)
     400: ("the API rejected the request", "check the model name and the settings"),
@@ -174,20 +175,28 @@ class AnthropicSource:
     async def stream(self) -> AsyncGenerator[str]:
         config = self.config
         client = anthropic.AsyncAnthropic(max_retries=config.max_retries, timeout=config.timeout_s)
-        answer = ""
+        history: list[dict[str, Any]] = [{"role": "user", "content": self.prompt}]
+        turn = ""  # the text of the assistant turn being streamed (prefilled on resume)
+        said = ""  # everything said so far, across turns
+        rounds = 0
         try:
             while True:
-                prefill = answer.rstrip()
-                skip = answer[len(prefill) :]  # whitespace already said, not in the prefill
-                messages: list[dict[str, str]] = [{"role": "user", "content": self.prompt}]
-                if prefill:
-                    messages.append({"role": "assistant", "content": prefill})
+                prefill = turn.rstrip()
+                skip = turn[len(prefill) :]  # whitespace already said, not in the prefill
+                if not turn and said and not said[-1].isspace():
+                    skip = " "  # a new turn after a tool call: keep the words apart
+                    said += " "
+                    yield " "
+                messages = history + (
+                    [{"role": "assistant", "content": prefill}] if prefill else []
+                )
                 try:
                     async with client.messages.stream(
                         model=config.model,
                         max_tokens=config.max_tokens,
                         system=self._system(),
                         messages=messages,  # type: ignore[arg-type]
+                        **({"tools": TOOLS} if config.tools else {}),  # type: ignore[arg-type]
                     ) as stream:
                         async for event in stream:
                             if event.type != "content_block_delta":
@@ -199,7 +208,8 @@ class AnthropicSource:
                                 text, skip = text[1:], skip[1:]
                             skip = skip if not text else ""
                             if text:
-                                answer += text
+                                turn += text
+                                said += text
                                 yield text
                         snapshot = stream.current_message_snapshot
                         stop_reason = snapshot.stop_reason
@@ -207,11 +217,21 @@ class AnthropicSource:
                     if stop_reason is None:
                         raise _Cut
                 except (anthropic.APIError, httpx2.HTTPError, _Cut) as e:
-                    if not (answer and resumable(e)) or self.resumes >= config.max_resumes:
+                    if not (said and resumable(e)) or self.resumes >= config.max_resumes:
                         raise
                     self.resumes += 1
                     await trio.sleep(config.resume_backoff_s * 2 ** (self.resumes - 1))
                     continue
+                if stop_reason == "tool_use" and rounds < config.max_tool_rounds:
+                    rounds += 1
+                    history += self._tool_round(turn, snapshot.content)
+                    turn = ""
+                    continue
+                if stop_reason == "tool_use":
+                    self.notices.append(
+                        f"the model kept calling tools; stopped after {rounds} rounds "
+                        "(anthropic.max_tool_rounds)"
+                    )
                 if stop_reason == "max_tokens":
                     self.notices.append(
                         f"the answer was cut at anthropic.max_tokens = {config.max_tokens}; "
@@ -227,3 +247,23 @@ class AnthropicSource:
             raise SourceError(describe(e)) from e
         finally:
             await client.close()
+
+    def _tool_round(self, turn: str, content: Any) -> list[dict[str, Any]]:
+        """The assistant's turn with its tool calls, and the user's turn with the results."""
+        calls = [block for block in content if block.type == "tool_use"]
+        said = [{"type": "text", "text": turn.rstrip()}] if turn.strip() else []
+        assistant = said + [
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in calls
+        ]
+        results = []
+        for call in calls:
+            output, is_error = run_tool(call.name, call.input)
+            results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call.id,
+                    "content": output,
+                    "is_error": is_error,
+                }
+            )
+        return [{"role": "assistant", "content": assistant}, {"role": "user", "content": results}]
