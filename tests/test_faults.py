@@ -155,8 +155,9 @@ FAULTS = [
     {"drop_after": 12},  # the connection drops (chunked): RemoteProtocolError
     {"drop_after": 12, "chunked": False},  # the response just ends: no exception at all
     {"error_after": 12, "error_type": "overloaded_error", "error_message": "Overloaded"},
+    {"error_after": 12, "error_type": "api_error", "error_message": "Internal", "chunked": False},
 ]
-FAULT_IDS = ["dropped", "cut-short", "error-event"]
+FAULT_IDS = ["dropped", "cut-short", "error-event", "error-event-close-delimited"]
 FAST_RESUME = {"VOICESTREAM_ANTHROPIC_RESUME_BACKOFF_S": "0.01"}
 
 

@@ -282,3 +282,27 @@ def test_the_tool_loop_is_bounded(cli: Cli, fake_api: FakeAnthropic) -> None:
     assert result.returncode == 0, result.stderr
     assert len(fake_api.requests) == 3
     assert "stopped after 2 rounds" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_bad_model_is_one_line_with_the_apis_message(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(
+        status=400, error_type="invalid_request_error", error_message="model: not-a-model"
+    )
+    result = cli.run("say", "q", "--null", "--model", "not-a-model", **api_env(fake_api))
+    assert result.returncode == 1
+    assert "(400): model: not-a-model" in result.stderr and result.stderr.count("\n") == 1
+    assert len(fake_api.requests) == 1  # not retried
+
+
+async def test_the_loopback_server_refuses_a_prefill_ending_in_whitespace(
+    fake_api: FakeAnthropic,
+) -> None:
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(api_key="k", base_url=fake_api.base_url, max_retries=0)
+    try:
+        messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Hello "}]
+        with pytest.raises(anthropic.BadRequestError, match="trailing whitespace"):
+            await client.messages.create(model="m", max_tokens=5, messages=messages)  # type: ignore[arg-type]
+    finally:
+        await client.close()
