@@ -1,8 +1,12 @@
 """The speaking pipeline: source -> chunker -> synthesizer -> sink.
 
-One nursery, one task per stage, joined by bounded channels::
+One nursery, one task per stage, joined by bounded channels (voicestream.channels)::
 
-    source --pieces--> chunker --chunks--> synthesizer --audio--> sink
+    source --pieces--> chunker --chunks--> synthesizer --audio blocks--> sink
+
+By default the two text channels are Adaptive (a stage waits at most its stall
+budget to hand text on; memory stays under a hard cap) and the audio channel is
+a Jitter buffer holding a few seconds of speech ahead of playback.
 
 Captions are printed as pieces arrive. When the source fails mid-answer, what
 it already produced is still chunked, spoken and stored, and the failure is
