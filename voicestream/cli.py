@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import signal
@@ -165,10 +166,8 @@ def _bench(args: argparse.Namespace) -> int:
     folder = Path(__file__).resolve().parent.parent / "benchmarks"
     if not (folder / "buffers.py").is_file():
         raise UsageError("the benchmark lives in the source checkout: run it from a git clone")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("the benchmark needs matplotlib: run 'make bench'") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("the benchmark needs matplotlib: run 'make bench'")
     sys.path.insert(0, str(folder))
     buffers = importlib.import_module("buffers")
     code: int = buffers.main(["--out", str(args.out)] if args.out else [])
