@@ -119,3 +119,21 @@ def test_ctrl_c_while_playing_exits_130(pulse: dict[str, Any], tmp_path: Path) -
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 130
     assert process.stderr is not None and b"Traceback" not in process.stderr.read()
+
+
+def test_reaching_the_text_hard_cap_is_reported(pulse: dict[str, Any], tmp_path: Path) -> None:
+    # Speech plays in real time, so a long text piles up in front of it until the cap.
+    process = Cli(pulse["env"], tmp_path).popen(
+        "say", "-", "--engine", "silent",
+        VOICESTREAM_BUFFERS_TEXT_HARD_CAP="4096", VOICESTREAM_BUFFERS_STALL_BUDGET_S="0.1",
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"A sentence that takes a while to say out loud, word by word. " * 300)
+    process.stdin.flush()
+    assert process.stdout.read(10) == b"A sentence"
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 130
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode()
+    assert "text_hard_cap" in stderr and stderr.count("\n") == 1
