@@ -224,8 +224,8 @@ class Session:
 
 
 def text_bytes(channel: Any) -> int:
-    # The channel's items are strings; with items counted by number (Fixed,
-    # Unbounded), their size is what the buffer holds.
+    # Fixed and Unbounded count items, not bytes, so their statistics cannot say
+    # how much text they hold: the benchmark looks into the buffer for that.
     state = channel._state
     return sum(len(item.encode()) for item, _ in state.buffer)
 

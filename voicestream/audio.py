@@ -21,7 +21,3 @@ class Audio:
     @property
     def seconds(self) -> float:
         return len(self.samples) / self.rate
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.samples.nbytes)
