@@ -360,15 +360,12 @@ def plots(results: list[Result], out: Path) -> None:
         if r.scenario == SCENARIOS[0].name:
             t, m = zip(*r.occupancy, strict=True)
             ax.plot(t, np.array(m) / 1024, label=r.policy)
-    ax.set(
+    finish(
+        fig, ax, out / "occupancy.png",
         xlabel="time (s)",
         ylabel="memory held in the pipeline (KB, log)",
-        yscale="log",
         title="Long answer (4,000 tokens at 80 tok/s): occupancy over time",
-    )
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "occupancy.png", dpi=100)
+    )  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(9, 5))
     names = list(policies())
@@ -381,15 +378,20 @@ def plots(results: list[Result], out: Path) -> None:
             color=plt.cm.tab10(i),
         )
     ax.axvline(STALL_BUDGET, color="grey", linestyle="--", label="stall budget")
-    ax.set(
+    finish(
+        fig, ax, out / "memory_vs_wait.png",
         xlabel="longest producer wait (s)",
         ylabel="peak memory (KB, log)",
-        yscale="log",
         title="All scenarios: peak memory against longest producer wait",
-    )
+    )  # fmt: skip
+
+
+def finish(fig: Any, ax: Any, path: Path, **labels: str) -> None:
+    """Label a plot (memory on a log scale), add its legend and save it."""
+    ax.set(yscale="log", **labels)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "memory_vs_wait.png", dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
