@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import Cli
 from wavcheck import read_wav, voiced_fraction
+
+from voicestream.sinks.speaker import Ring
 
 TEXT = "Hello from the speaker test. This sentence is played through PortAudio, into a null sink."
 
@@ -57,8 +60,6 @@ def test_speech_plays_on_the_default_device(pulse: dict[str, Any], tmp_path: Pat
 
 def read_wav_lenient(path: Path) -> tuple[int, Any]:
     """parec, stopped by a signal, may leave the sizes in the header unpatched."""
-    import numpy as np
-
     raw = path.read_bytes()
     index = raw.index(b"data") + 8
     rate = int.from_bytes(raw[24:28], "little")
@@ -97,7 +98,11 @@ trio.run(main)
 """
 
 
-def test_speaker_counts_underruns_between_start_and_end(pulse: dict[str, Any]) -> None:
+def test_speaker_survives_a_late_synthesizer(pulse: dict[str, Any]) -> None:
+    # Whether a sound server keeps pulling frames through a gap is its own
+    # business (a fresh PulseAudio null sink sometimes pauses instead), so the
+    # counting itself is checked on the ring below; here: all of it is played,
+    # and the silence after the end is never counted as an underrun.
     result = subprocess.run(
         [sys.executable, "-c", UNDERRUN_SCRIPT], env=pulse["env"], capture_output=True,
         text=True, timeout=60,
@@ -105,8 +110,26 @@ def test_speaker_counts_underruns_between_start_and_end(pulse: dict[str, Any]) -
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["played_s"] == pytest.approx(1.0)
-    assert figures["underruns"] > 0
-    assert 0.5 < figures["underrun_s"] < 1.6  # about the gap; the tail after drain is not counted
+    assert figures["underrun_s"] < 1.6
+
+
+def test_ring_counts_underruns_between_start_and_end() -> None:
+    ring = Ring(8)
+    out = np.ones(4, dtype=np.int16)
+    assert ring.push(np.arange(1, 11, dtype=np.int16)) == 8  # full: the rest waits
+    ring.pull(out)
+    assert out.tolist() == [1, 2, 3, 4] and ring.room() == 4
+    assert ring.push(np.arange(9, 13, dtype=np.int16)) == 4  # wraps around
+    ring.pull(out), ring.pull(out)
+    assert out.tolist() == [9, 10, 11, 12] and ring.underruns == 0
+    ring.pull(out)  # the synthesizer is late
+    assert out.tolist() == [0, 0, 0, 0] and ring.underruns == 1 and ring.underrun_frames == 4
+    ring.push(np.array([7, 7], dtype=np.int16))
+    ring.pull(out)
+    assert out.tolist() == [7, 7, 0, 0] and ring.underruns == 2 and ring.underrun_frames == 6
+    ring.ending = True  # the answer is over: padding is the end, not an underrun
+    ring.pull(out)
+    assert ring.underruns == 2 and ring.played == 14
 
 
 def test_ctrl_c_while_playing_exits_130(pulse: dict[str, Any], tmp_path: Path) -> None:

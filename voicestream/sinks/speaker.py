@@ -1,12 +1,12 @@
 """Play audio on a PortAudio output device through a sounddevice callback.
 
-Frames go into a fixed ring buffer; the PortAudio callback copies from it into
+Frames go into a fixed :class:`Ring`; the PortAudio callback copies from it into
 the device's buffer without locking or allocating arrays, fills any shortfall
 with silence and counts it as an underrun (after playback began, before the
 end of the answer). Single producer, single consumer: the writer only moves
-``_written`` after copying in, the callback only moves ``_played`` after
-copying out. When the writer waits for room, the callback wakes it through
-trio's thread-safe ``run_sync_soon``.
+``written`` after copying in, the callback only moves ``played`` after copying
+out. When the writer waits for room, the callback wakes it through trio's
+thread-safe ``run_sync_soon``.
 """
 
 from __future__ import annotations
@@ -57,23 +57,59 @@ def check_device(device: str) -> int | str | None:
     return wanted
 
 
+class Ring:
+    """A single-producer, single-consumer ring of int16 frames that counts underruns."""
+
+    def __init__(self, frames: int) -> None:
+        self.data = np.zeros(frames, dtype=np.int16)
+        self.written = 0  # frames ever pushed (writer only)
+        self.played = 0  # frames ever pulled (reader only)
+        self.ending = False  # set by the writer: a shortfall now is the end, not an underrun
+        self.underruns = 0  # pulls that had to pad with silence
+        self.underrun_frames = 0
+
+    def room(self) -> int:
+        return len(self.data) - (self.written - self.played)
+
+    def push(self, frames: Any) -> int:
+        """Copy in as many of ``frames`` as fit; return how many."""
+        size = len(self.data)
+        n = min(self.room(), len(frames))
+        i = self.written % size
+        first = min(n, size - i)
+        self.data[i : i + first] = frames[:first]
+        self.data[: n - first] = frames[first:n]
+        self.written += n
+        return n
+
+    def pull(self, out: Any) -> None:
+        """Fill ``out`` (a 1-D view) with the next frames, padding with silence."""
+        size, frames = len(self.data), len(out)
+        start = self.played
+        n = min(frames, self.written - start)
+        i = start % size
+        first = min(n, size - i)
+        out[:first] = self.data[i : i + first]
+        out[first:n] = self.data[: n - first]
+        out[n:] = 0
+        self.played = start + n
+        if n < frames and not self.ending:
+            self.underruns += 1
+            self.underrun_frames += frames - n
+
+
 class SpeakerSink:
     def __init__(
         self, rate: int, device: str = "", latency_s: float = 0.1, buffer_s: float = 1.0
     ) -> None:
         sd = _sounddevice()
         self.rate = rate
-        self._ring = np.zeros(int(rate * buffer_s), dtype=np.int16)
-        self._written = 0  # frames ever written (writer only)
-        self._played = 0  # frames ever played (callback only)
+        self.ring = Ring(int(rate * buffer_s))
         self._started = False
-        self._ending = False
         self._waiting = False
         self._progress = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         self._limiter = trio.CapacityLimiter(1)
-        self.underruns = 0  # callbacks that had to pad with silence
-        self.underrun_frames = 0
         self._stream = sd.OutputStream(
             samplerate=rate,
             channels=1,
@@ -84,27 +120,20 @@ class SpeakerSink:
         )
 
     @property
+    def underruns(self) -> int:
+        return self.ring.underruns
+
+    @property
     def underrun_s(self) -> float:
-        return self.underrun_frames / self.rate
+        return self.ring.underrun_frames / self.rate
 
     @property
     def played_s(self) -> float:
         """Seconds of audio the device has taken so far."""
-        return self._played / self.rate
+        return self.ring.played / self.rate
 
     def _callback(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
-        ring, size = self._ring, len(self._ring)
-        start = self._played
-        n = min(frames, self._written - start)
-        i = start % size
-        first = min(n, size - i)
-        outdata[:first, 0] = ring[i : i + first]
-        outdata[first:n, 0] = ring[: n - first]
-        outdata[n:, 0] = 0
-        self._played = start + n
-        if n < frames and not self._ending:
-            self.underruns += 1
-            self.underrun_frames += frames - n
+        self.ring.pull(outdata[:, 0])
         if self._waiting:
             self._waiting = False
             self._token.run_sync_soon(self._progress.set, idempotent=True)
@@ -115,18 +144,12 @@ class SpeakerSink:
         await self._progress.wait()
 
     async def write(self, audio: Audio) -> None:
-        data, size = audio.samples, len(self._ring)
+        data = audio.samples
         while len(data):
-            room = size - (self._written - self._played)
-            if room == 0:
+            n = self.ring.push(data)
+            if n == 0:
                 await self._wait_for_progress()
                 continue
-            n = min(room, len(data))
-            i = self._written % size
-            first = min(n, size - i)
-            self._ring[i : i + first] = data[:first]
-            self._ring[: n - first] = data[first:n]
-            self._written += n
             data = data[n:]
             if not self._started:
                 self._started = True
@@ -134,8 +157,8 @@ class SpeakerSink:
         await trio.lowlevel.checkpoint()
 
     async def drain(self) -> None:
-        self._ending = True
-        while self._started and self._played < self._written:
+        self.ring.ending = True
+        while self._started and self.ring.played < self.ring.written:
             await self._wait_for_progress()
         if self._started:
             # Pa_StopStream returns once the device has played what it holds.
@@ -145,7 +168,7 @@ class SpeakerSink:
         pass
 
     def close(self) -> None:
-        self._ending = True
+        self.ring.ending = True
         if not self._stream.closed:
             self._stream.abort()
             self._stream.close()
