@@ -45,6 +45,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    outcome: str = "open"  # "complete", or "closed by client" when it hung up mid-answer
 
 
 @dataclass
@@ -197,7 +198,14 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
-            fake.requests.append(Request(self.path, dict(self.headers.items()), body))
+            request = Request(self.path, dict(self.headers.items()), body)
+            fake.requests.append(request)
+            try:
+                self._answer(request, body)
+            except (BrokenPipeError, ConnectionResetError):
+                request.outcome = "closed by client"
+
+        def _answer(self, request: Request, body: dict[str, Any]) -> None:
             if self.path.startswith("/v1/messages/count_tokens"):
                 counted = len(json.dumps([body.get("system"), body.get("messages")])) // 4
                 payload = json.dumps({"input_tokens": counted}).encode()
@@ -279,6 +287,7 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             if script.chunked:
                 self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+            request.outcome = "complete"
 
         def _error(self, status: int, kind: str, message: str) -> None:
             payload = json.dumps({"type": "error", "error": {"type": kind, "message": message}})

@@ -1,4 +1,4 @@
-"""The ``voicestream`` command: ``say``, ``voices``, ``devices``.
+"""The ``voicestream`` command: ``say``, ``chat``, ``voices``, ``devices``, ``bench``.
 
 Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration,
 130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
@@ -38,21 +38,33 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    say = commands.add_parser("say", help="speak one answer")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--source", choices=SOURCES, help="where the text comes from")
+    common.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
+    common.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
+    common.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
+    common.add_argument("--engine", choices=ENGINES, help="speech engine")
+    common.add_argument("--model", help="the Anthropic model")
+    common.add_argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
+    common.add_argument("--system", metavar="TEXT", help="the system prompt")
+    common.add_argument("--max-cost", type=float, metavar="USD", help="refuse a costlier request")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    say = commands.add_parser("say", parents=[common], help="speak one answer")
     say.add_argument("prompt", nargs="?", default="", help="the question; '-' reads stdin")
-    say.add_argument("--source", choices=SOURCES, help="where the text comes from")
     say.add_argument("--out", type=Path, metavar="FILE.wav", help="write a WAV file, no playback")
     say.add_argument("--null", action="store_true", help="discard the audio (captions only)")
     say.add_argument("--metrics", type=Path, metavar="FILE.json", help="write metrics at the end")
-    say.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
-    say.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
-    say.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
-    say.add_argument("--engine", choices=ENGINES, help="speech engine")
-    say.add_argument("--model", help="the Anthropic model")
-    say.add_argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
-    say.add_argument("--system", metavar="TEXT", help="the system prompt")
-    say.add_argument("--max-cost", type=float, metavar="USD", help="refuse a costlier request")
-    say.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    chat = commands.add_parser(
+        "chat", parents=[common], help="a spoken conversation, with barge-in"
+    )
+    chat.add_argument(
+        "--out", type=Path, metavar="DIR", help="write each answer as a numbered WAV in DIR"
+    )
+    chat.add_argument(
+        "--transcript", type=Path, metavar="FILE", help="append the conversation as JSON lines"
+    )
 
     bench = commands.add_parser("bench", help="compare buffer policies in virtual time")
     bench.add_argument("--out", type=Path, metavar="DIR", help="where the JSON and plots go")
@@ -65,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def _flags(args: argparse.Namespace) -> configuration.Layer:
     flags: configuration.Layer = {}
     for table, key, value in (
-        ("source", "name", "stdin" if args.prompt == "-" else args.source),
+        ("source", "name", "stdin" if getattr(args, "prompt", "") == "-" else args.source),
         ("voice", "voice", args.voice),
         ("voice", "rate", args.rate),
         ("voice", "engine", args.engine),
@@ -153,6 +165,26 @@ async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .chat import Chat
+    from .terminal import Keyboard
+
+    cfg = configuration.load(args.config, os.environ, _flags(args))
+    name = resolve_name(cfg.source.name, os.environ)
+    if name == "stdin":
+        raise UsageError("chat reads questions from stdin; choose --source anthropic or demo")
+    open_source(name, cfg, "?")  # checks the source's settings (the key) before the first question
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a file; chat writes a WAV per answer into a DIR")
+        _check_writable(args.out / "answer.wav" if args.out.is_dir() else args.out, "into")
+        args.out.mkdir(exist_ok=True)
+    if args.transcript is not None:
+        _check_writable(args.transcript, "the transcript")
+    chat = Chat(cfg, name, Keyboard(), stdout, stderr, args.out, args.transcript)
+    return await chat.run()
+
+
 def _voices(stdout: TextIO) -> int:
     from .tts.espeak import list_voices
 
@@ -200,7 +232,7 @@ def run(
         if args.command == "bench":
             return _bench(args)
         try:
-            result: int = trio.run(_say, args, stdout, stderr)
+            result: int = trio.run(_chat if args.command == "chat" else _say, args, stdout, stderr)
         except BaseExceptionGroup as group:
             raise root_cause(group) from group
         return result

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -44,6 +44,14 @@ from .sources import Source
 from .tts import Synthesizer
 
 T = TypeVar("T")
+
+
+class Captions(Protocol):
+    """Where the text goes as it streams (a text file such as stdout will do)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ async def speak(
     synthesizer: Synthesizer,
     sink: Sink,
     *,
-    captions: TextIO | None = None,
+    captions: Captions | None = None,
     buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import Config
 from ..errors import UsageError
@@ -30,9 +30,16 @@ def resolve_name(name: str, environ: Mapping[str, str]) -> str:
 
 
 def open_source(
-    name: str, config: Config, prompt: str, environ: Mapping[str, str] | None = None
+    name: str,
+    config: Config,
+    prompt: str,
+    environ: Mapping[str, str] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> Source:
-    """Build the named (already resolved) source; checks its settings but sends nothing."""
+    """Build the named (already resolved) source; checks its settings but sends nothing.
+
+    ``history`` holds the earlier turns of a conversation, as Messages API messages.
+    """
     environ = os.environ if environ is None else environ
     if name == "demo":
         from .demo import DemoSource
@@ -51,5 +58,5 @@ def open_source(
             )
         if not prompt:
             raise UsageError('the anthropic source needs a PROMPT: voicestream say "your question"')
-        return AnthropicSource(config.anthropic, prompt)
+        return AnthropicSource(config.anthropic, prompt, history)
     raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")

@@ -106,9 +106,12 @@ class AnthropicSource:
     exponential backoff; then the last cause is raised.
     """
 
-    def __init__(self, config: AnthropicConfig, prompt: str) -> None:
+    def __init__(
+        self, config: AnthropicConfig, prompt: str, history: list[dict[str, Any]] | None = None
+    ) -> None:
         self.config = config
         self.prompt = prompt
+        self.history = list(history or [])  # earlier turns of a conversation
         self.notices: list[str] = []  # one-line notices for stderr, after the answer
         self.resumes = 0
         self.usage: dict[str, int] = {
@@ -153,7 +156,7 @@ class AnthropicSource:
             counted = await client.messages.count_tokens(
                 model=config.model,
                 system=self._system(),
-                messages=[{"role": "user", "content": self.prompt}],
+                messages=[*self.history, {"role": "user", "content": self.prompt}],  # type: ignore[list-item]
             )
         except (anthropic.APIError, httpx2.HTTPError) as e:
             raise SourceError(f"counting the input tokens failed: {describe(e)}") from e
@@ -175,7 +178,7 @@ class AnthropicSource:
     async def stream(self) -> AsyncGenerator[str]:
         config = self.config
         client = anthropic.AsyncAnthropic(max_retries=config.max_retries, timeout=config.timeout_s)
-        history: list[dict[str, Any]] = [{"role": "user", "content": self.prompt}]
+        history = [*self.history, {"role": "user", "content": self.prompt}]
         turn = ""  # the text of the assistant turn being streamed (prefilled on resume)
         said = ""  # everything said so far, across turns
         rounds = 0
@@ -246,7 +249,10 @@ class AnthropicSource:
         except (anthropic.APIError, httpx2.HTTPError) as e:
             raise SourceError(describe(e)) from e
         finally:
-            await client.close()
+            # Shielded: when the listener interrupts, the connection must really
+            # close now, so the API stops generating (and billing) the answer.
+            with trio.move_on_after(2, shield=True):
+                await client.close()
 
     def _tool_round(self, turn: str, content: Any) -> list[dict[str, Any]]:
         """The assistant's turn with its tool calls, and the user's turn with the results."""

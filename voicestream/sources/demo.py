@@ -20,6 +20,13 @@ def demo_answer() -> str:
     return resources.files("voicestream").joinpath("data/demo_answer.txt").read_text("utf-8")
 
 
+def demo_chat_answer(turn: int) -> str:
+    """The bundled answer for the ``turn``-th question of an offline demo chat."""
+    more = resources.files("voicestream").joinpath("data/demo_chat.txt").read_text("utf-8")
+    answers = [demo_answer(), *more.split("\n===\n")]
+    return answers[turn % len(answers)].strip()
+
+
 def tokens(text: str, rng: random.Random) -> Iterator[str]:
     """Cut ``text`` into pieces of 1-6 characters, as a model's tokens come."""
     i = 0

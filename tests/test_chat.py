@@ -1,0 +1,201 @@
+"""`voicestream chat` driven through a real pseudo-terminal, as a person types."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import select
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAST_DEMO, Cli
+from fake_anthropic import FakeAnthropic
+
+from voicestream.chat import CUT_OFF
+
+KEY = "sk-ant-chat-test-key"
+SENTENCES = " ".join(f"This is sentence number {n} of a long spoken answer." for n in range(1, 61))
+
+
+class Terminal:
+    """A program on a pseudo-terminal: type into it, wait for what it prints."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its controlling terminal
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env | {"TERM": "xterm", "COLUMNS": "100"})
+        self.output = b""
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def expect(self, pattern: bytes, timeout: float = 60) -> None:
+        """Wait until ``pattern`` appears in the output since the last match."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in {self.output[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:  # the program ended
+                    raise AssertionError(
+                        f"ended without {pattern!r}: {self.output[-2000:]!r}"
+                    ) from None
+        end = re.search(pattern, self.output)
+        assert end is not None
+        self.output = self.output[end.end() :]
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # the output, until the program has ended
+                select.select([self.fd], [], [], 0.1) and os.read(self.fd, 65536)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        raise AssertionError("the program did not end")
+
+
+def wav_frames(path: Path) -> int:
+    with wave.open(str(path)) as w:
+        return w.getnframes()
+
+
+def wait_for(predicate: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_barge_in_keeps_what_was_heard(cli: Cli, fake_api: FakeAnthropic, tmp_path: Path) -> None:
+    out, transcript = tmp_path / "answers", tmp_path / "chat.jsonl"
+    env = cli.env | {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake_api.base_url}
+    argv = [sys.executable, "-m", "voicestream", "chat", "--out", str(out)]
+    term = Terminal([*argv, "--transcript", str(transcript)], env, tmp_path)
+    term.expect(rb"> ")
+
+    fake_api.script.text, fake_api.script.delay_s = "Paris is the capital of France.", 0.0
+    term.type(b"What is the capital of France?\r")
+    term.expect(rb"Paris is the capital of France\.")
+    term.expect(rb"> ")
+
+    fake_api.script.text, fake_api.script.delay_s = SENTENCES, 0.02  # ~10 s to write
+    term.type(b"Tell me something long.\r")
+    term.expect(rb"sentence number 4 ")
+    term.type(b"\r")  # Enter: stop
+    term.expect(rb"stopped after")
+    term.expect(rb"> ")  # the prompt is back, before the model finished writing
+
+    second = fake_api.requests[-1]
+    wait_for(lambda: second.outcome != "open")
+    assert second.outcome == "closed by client"
+
+    # No audio frame reaches the sink once the interrupt was handled.
+    wav = out / "answer-002.wav"
+    frames = wav_frames(wav)
+    time.sleep(1.0)
+    assert wav_frames(wav) == frames > 0
+    turn = json.loads(transcript.read_text().splitlines()[-1])
+    assert turn["interrupted"] and turn["audio_s"] == pytest.approx(frames / 22050, abs=1e-3)
+
+    fake_api.script.text, fake_api.script.delay_s = "You stopped me at a sentence.", 0.0
+    term.type(b"Where did you stop?\r")
+    term.expect(rb"You stopped me at a sentence\.")
+    term.expect(rb"> ")
+    messages = fake_api.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 2 + ["user"]
+    assert messages[1]["content"] == "Paris is the capital of France."
+    cut = messages[3]["content"]
+    assert cut.endswith(CUT_OFF) and cut.startswith("This is sentence number 1 of")
+    heard = cut.removesuffix(CUT_OFF).strip()
+    assert SENTENCES.startswith(heard) and len(heard) < len(SENTENCES)
+    assert heard == turn["text"].removesuffix(CUT_OFF).strip()
+    assert messages[4]["content"] == "Where did you stop?"
+    assert [p.name for p in sorted(out.iterdir())] == [f"answer-00{n}.wav" for n in (1, 2, 3)]
+
+    term.type(b"/quit\r")
+    assert term.wait() == 0
+    assert KEY.encode() not in term.output
+
+
+def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt(
+    pulse: dict[str, Any], fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    # Through the real speaker this time: PortAudio into the null sink.
+    env = pulse["env"] | {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake_api.base_url}
+    fake_api.script.text, fake_api.script.delay_s = SENTENCES, 0.02
+    term = Terminal([sys.executable, "-m", "voicestream", "chat"], env, tmp_path)
+    term.expect(rb"> ")
+    term.type(b"Speak for a while.\r")
+    term.expect(rb"\xe2\x96\xb6 This is sentence number 1 ")  # the status line: being spoken
+    term.type(b"\x03")  # Ctrl-C during the answer: stop it, keep the chat
+    term.expect(rb"stopped after")
+    term.expect(rb"> ")
+    wait_for(lambda: fake_api.requests[-1].outcome != "open")
+    assert fake_api.requests[-1].outcome == "closed by client"
+    term.type(b"\x03")  # Ctrl-C at the prompt: quit
+    assert term.wait() == 0
+    assert b"Traceback" not in term.output
+
+
+def test_commands_at_the_prompt(cli: Cli, tmp_path: Path) -> None:
+    commands = "\n".join([
+        "/help", "/rate 9000", "/rate 220", "/voice nosuchvoice", "/save none.wav", "/nope",
+        "Tell me something.", "/save last.wav", "/history", "/clear", "/history", "/quit",
+    ])  # fmt: skip
+    result = cli.run("chat", "--out", "answers", input=commands + "\n", **FAST_DEMO)
+    assert result.returncode == 0, result.stderr
+    assert "/voice NAME" in result.stdout and "Enter or Esc" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("voicestream: no ANTHROPIC_API_KEY") and "demo" in lines[0]
+    assert "80-500 words per minute" in lines[1]
+    assert "220 words per minute" in lines[2]
+    assert "unknown voice" in lines[3]
+    assert "no answer to save yet" in lines[4]
+    assert "unknown command /nope" in lines[5]
+    assert lines[6].startswith("voicestream: saved")
+    assert "you: Tell me something." in result.stdout
+    assert result.stdout.count("you: ") == 1  # the second /history came after /clear
+    with (
+        wave.open(str(tmp_path / "last.wav")) as saved,
+        wave.open(str(tmp_path / "answers" / "answer-001.wav")) as answer,
+    ):
+        assert saved.getnframes() == answer.getnframes() > 0
+
+
+def test_chat_without_an_audio_device_suggests_out_dir(cli: Cli) -> None:
+    result = cli.run("chat", input="hello\n")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "voicestream: no audio output device found; use --out DIR to write each answer to a "
+        "WAV file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "stdin"], "chat reads questions from stdin"),
+        (["--out", "file.wav"], "is a file"),
+        (["--out", "no/such/dir"], "does not exist"),
+    ],
+)
+def test_chat_usage_errors_are_one_line(
+    cli: Cli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "file.wav").write_bytes(b"")
+    result = cli.run("chat", *args, input="")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

@@ -1,0 +1,325 @@
+"""``voicestream chat``: a spoken conversation in the terminal, with barge-in.
+
+Each question is answered by the pipeline ``say`` uses (:func:`speak`), inside
+its own cancel scope. Enter or Esc (or Ctrl-C) while it plays cancels that
+scope: the model's stream is closed at once (no more tokens are generated),
+queued text and audio are dropped, the sound device is aborted, and the prompt
+is back. Ctrl-C at the prompt quits; a second Ctrl-C while an answer is still
+stopping quits too (exit 130).
+
+The history holds what the listener heard: a whole answer as the model wrote
+it, or, when it was cut off, the text up to where playback stopped, marked as
+cut off, so the next answer knows where the listener stopped it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import signal
+import time
+import wave
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from .chunker import SentenceChunker
+from .config import Config
+from .errors import UsageError, VoicestreamError, root_cause
+from .pipeline import Buffers, Metrics, speak
+from .playback import Playback
+from .sinks import open_sink
+from .sources import Source, open_source
+from .sources.demo import DemoSource, demo_chat_answer
+from .terminal import Captions, Keyboard
+from .tts import Synthesizer, open_synthesizer
+
+HELP = """\
+  /voice NAME      switch voice ('voicestream voices' lists them)
+  /rate WPM        speech rate, words per minute
+  /save FILE.wav   write the last answer's audio to a file
+  /history         the conversation so far
+  /clear           forget the conversation
+  /quit            leave (Ctrl-D or Ctrl-C at the prompt do too)
+  /help            this list
+While an answer plays, Enter or Esc (or Ctrl-C) stops it."""
+
+CUT_OFF = "[cut off: the listener interrupted here and did not hear the rest]"
+NO_DEVICE = "no audio output device found; use --out DIR to write each answer to a WAV file"
+
+
+def next_number(folder: Path) -> int:
+    """The number for the next answer's WAV in ``folder``, after those already there."""
+    numbers = [
+        int(m.group(1)) for p in folder.glob("answer-*.wav") if (m := re.search(r"(\d+)", p.name))
+    ]
+    return max(numbers, default=0) + 1
+
+
+def write_wav(path: Path, samples: Any, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+
+
+class Chat:
+    def __init__(
+        self,
+        config: Config,
+        source: str,
+        keyboard: Keyboard,
+        stdout: TextIO,
+        stderr: TextIO,
+        out_dir: Path | None = None,
+        transcript: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.keyboard = keyboard
+        self.captions = Captions(stdout)
+        self.stdout = stdout
+        self.stderr = stderr
+        self.out_dir = out_dir
+        self.transcript = transcript
+        self.number = next_number(out_dir) if out_dir is not None else 1
+        self.history: list[dict[str, Any]] = []
+        self.asked = 0
+        self.last: Playback | None = None
+        self.synthesizer: Synthesizer | None = None
+        self.answering: trio.CancelScope | None = None
+        self.stopping = False
+        self.exit_code = 0
+
+    def say(self, line: str, file: TextIO | None = None) -> None:
+        print(line, file=file or self.stderr, flush=True)
+
+    async def run(self) -> int:
+        self.synthesizer = await open_synthesizer(self.config.voice)
+        if self.out_dir is None:
+            from .sinks.speaker import check_device
+
+            try:
+                check_device(self.config.output.device)
+            except UsageError as e:
+                if self.config.output.device:
+                    raise
+                raise UsageError(NO_DEVICE) from e
+        if self.source == "demo":
+            self.say("voicestream: no ANTHROPIC_API_KEY: chatting with offline demo answers")
+        if self.keyboard.tty:
+            self.say("Ask a question; Enter or Esc stops an answer; /help lists the commands.")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._on_ctrl_c, nursery.cancel_scope)
+            await self._converse()
+            nursery.cancel_scope.cancel()
+        return self.exit_code
+
+    async def _on_ctrl_c(self, everything: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                if self.answering is not None and not self.stopping:
+                    self.stopping = True
+                    self.answering.cancel()
+                else:  # at the prompt, or a second Ctrl-C while stopping
+                    self.exit_code = 130 if self.answering is not None else 0
+                    everything.cancel()
+
+    async def _converse(self) -> None:
+        while True:
+            if self.keyboard.tty:
+                self.stderr.write("demo> " if self.source == "demo" else "> ")
+                self.stderr.flush()
+            line = await self.keyboard.line()
+            if line is None:
+                if self.keyboard.tty:
+                    self.say("")
+                return
+            question = line.strip()
+            if question.startswith("/"):
+                if not await self._command(question):
+                    return
+            elif question:
+                await self._answer(question)
+
+    def _open_source(self, question: str) -> Source:
+        if self.source == "demo":
+            return DemoSource(self.config.demo, demo_chat_answer(self.asked))
+        return open_source(self.source, self.config, question, history=self.history)
+
+    async def _answer(self, question: str) -> None:
+        assert self.synthesizer is not None
+        source = self._open_source(question)
+        self.asked += 1
+        check_cost = getattr(source, "check_cost", None)
+        if check_cost is not None:
+            try:
+                await check_cost()
+            except VoicestreamError as e:
+                self.say(f"voicestream: {e}")
+                return
+        path = None
+        if self.out_dir is not None:
+            path = self.out_dir / f"answer-{self.number:03d}.wav"
+            self.number += 1
+        rate = self.synthesizer.sample_rate
+        sink = open_sink("wav" if path else "speaker", rate, self.config.output, path)
+        playback = Playback(sink, rate)
+        text = _Recorder(self.captions)
+        error: VoicestreamError | None = None
+        with trio.CancelScope() as answering:
+            self.answering, self.stopping = answering, False
+            try:
+                with self.keyboard.keys():
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._stop_on_key, answering)
+                        nursery.start_soon(self._follow, playback)
+                        try:
+                            await speak(
+                                source,
+                                self.synthesizer,
+                                playback,
+                                captions=text,
+                                buffers=Buffers.from_config(self.config.buffers),
+                                chunker=SentenceChunker(**dataclasses.asdict(self.config.chunker)),
+                                metrics=Metrics(),
+                            )
+                        except (VoicestreamError, ExceptionGroup) as e:
+                            cause = root_cause(e)
+                            if not isinstance(cause, VoicestreamError):
+                                raise
+                            error = cause
+                        nursery.cancel_scope.cancel()
+            finally:
+                self.answering = None
+        self._finish(question, text.text(), playback, answering.cancelled_caught, error, path)
+
+    def _finish(
+        self,
+        question: str,
+        written: str,
+        playback: Playback,
+        interrupted: bool,
+        error: VoicestreamError | None,
+        path: Path | None,
+    ) -> None:
+        heard_s, audio_s = playback.played() / playback.rate, playback.written / playback.rate
+        footer = f"stopped after {heard_s:.1f} s of speech; the history keeps what was heard"
+        self.captions.end(footer if interrupted else "")
+        if interrupted and not self.captions.ansi:
+            self.say(f"voicestream: {footer}")
+        if error is not None:
+            self.say(f"voicestream: {error}")
+        if error is not None and not written:
+            return  # nothing came: the question is not part of the conversation
+        cut = interrupted or error is not None
+        heard = f"{playback.heard()} {CUT_OFF}".strip() if cut else written
+        self.history += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": heard or "[no answer]"},
+        ]
+        self.last = playback
+        if self.transcript is not None:
+            now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            lines = [
+                {"time": now, "role": "user", "text": question},
+                {
+                    "time": now,
+                    "role": "assistant",
+                    "text": heard,
+                    "written": written,
+                    "interrupted": interrupted,
+                    "error": str(error) if error else None,
+                    "audio": str(path) if path else None,
+                    "audio_s": round(audio_s, 3),
+                    "heard_s": round(heard_s, 3),
+                },
+            ]
+            with self.transcript.open("a", encoding="utf-8") as f:
+                f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+
+    async def _stop_on_key(self, answering: trio.CancelScope) -> None:
+        await self.keyboard.stop_key()
+        self.stopping = True
+        answering.cancel()
+
+    async def _follow(self, playback: Playback) -> None:
+        """Keep the status line on the sentence being played."""
+        while True:
+            self.captions.speaking(playback.position().text)
+            await trio.sleep(0.05)
+
+    async def _command(self, line: str) -> bool:
+        """Run a /command; False means quit."""
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in ("/quit", "/exit"):
+            return False
+        if name == "/help":
+            self.say(HELP, self.stdout)
+        elif name == "/clear":
+            self.history.clear()
+            self.say("voicestream: the conversation is forgotten")
+        elif name == "/history":
+            for message in self.history:
+                who = "you" if message["role"] == "user" else "assistant"
+                self.say(f"{who}: {message['content']}", self.stdout)
+            if not self.history:
+                self.say("voicestream: no conversation yet")
+        elif name in ("/voice", "/rate"):
+            await self._set_voice(name, argument)
+        elif name == "/save":
+            self._save(argument)
+        else:
+            self.say(f"voicestream: unknown command {name}; /help lists the commands")
+        return True
+
+    async def _set_voice(self, name: str, argument: str) -> None:
+        voice = self.config.voice
+        if name == "/voice":
+            if not argument:
+                return self.say("voicestream: /voice needs a NAME; 'voicestream voices' lists them")
+            voice = dataclasses.replace(voice, voice=argument)
+        else:
+            if not argument.isdigit():
+                return self.say("voicestream: /rate needs a number of words per minute")
+            voice = dataclasses.replace(voice, rate=int(argument))
+        try:
+            self.synthesizer = await open_synthesizer(voice)
+        except UsageError as e:
+            return self.say(f"voicestream: {e}")
+        self.config = dataclasses.replace(self.config, voice=voice)
+        self.say(f"voicestream: voice {voice.voice or 'default'} at {voice.rate} words per minute")
+
+    def _save(self, argument: str) -> None:
+        if not argument:
+            return self.say("voicestream: /save needs a FILE.wav")
+        if self.last is None:
+            return self.say("voicestream: no answer to save yet")
+        path = Path(argument).expanduser()
+        try:
+            write_wav(path, self.last.audio(), self.last.rate)
+        except OSError as e:
+            return self.say(f"voicestream: cannot write {path}: {e.strerror}")
+        self.say(f"voicestream: saved {len(self.last.audio()) / self.last.rate:.1f} s to {path}")
+
+
+class _Recorder:
+    """Passes captions on and keeps the answer's text as the model wrote it."""
+
+    def __init__(self, captions: Captions) -> None:
+        self.captions = captions
+        self.pieces: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append(text)
+        return self.captions.write(text)
+
+    def flush(self) -> None:
+        self.captions.flush()
+
+    def text(self) -> str:
+        return "".join(self.pieces).strip()

@@ -1,0 +1,157 @@
+"""The chat's terminal: keys that never block trio, and live captions.
+
+:class:`Keyboard` reads standard input by waiting for it to be readable in
+trio's I/O loop (the file description stays blocking, so a terminal's shared
+stdout is unaffected); files, which cannot be polled, are read in a worker
+thread. At the prompt a terminal is in its normal line mode (the terminal
+edits the line); during an answer it is in cbreak mode, so Enter or Esc
+arrive as single keys and stop the answer.
+
+:class:`Captions` prints the answer's text as the model writes it. On a
+terminal that understands ANSI, a status line below the text shows the
+sentence being spoken right now, highlighted; it follows playback, which lags
+far behind the text. A dumb terminal or a pipe gets the text only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import termios
+import tty
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+import trio
+
+STOP_KEYS = (b"\r", b"\n", b"\x1b")  # Enter, Esc (and any escape sequence)
+
+
+class Keyboard:
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.tty = os.isatty(fd)
+        self._buffer = b""
+        self._pollable = True
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _read(self) -> bytes:
+        if self._pollable:
+            try:
+                await trio.lowlevel.wait_readable(self.fd)
+            except OSError:  # a regular file: always readable, never pollable
+                self._pollable = False
+            else:
+                return os.read(self.fd, 4096)
+        return await trio.to_thread.run_sync(os.read, self.fd, 4096, limiter=self._limiter)
+
+    async def line(self) -> str | None:
+        """The next line typed (without its end), or None at end of input."""
+        while b"\n" not in self._buffer:
+            data = await self._read()
+            if not data:
+                rest, self._buffer = self._buffer, b""
+                return rest.decode("utf-8", "replace") if rest else None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+    async def stop_key(self) -> None:
+        """Return when Enter or Esc is pressed (a terminal only; else never)."""
+        if not self.tty:
+            await trio.sleep_forever()
+        while True:
+            data = await self._read()
+            if not data:
+                await trio.sleep_forever()
+            if any(key in data for key in STOP_KEYS):
+                return
+
+    @contextmanager
+    def keys(self) -> Iterator[None]:
+        """Single keys, not echoed, for the time of an answer; typed-ahead keys are
+        dropped at the end so a stray Enter does not send an empty question."""
+        if not self.tty:
+            yield
+            return
+        saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)
+        try:
+            yield
+        finally:
+            termios.tcflush(self.fd, termios.TCIFLUSH)
+            termios.tcsetattr(self.fd, termios.TCSANOW, saved)
+
+
+def _width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Cc", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+class Captions:
+    """Live captions on ``out``; ``ansi`` adds the status line of what is being spoken."""
+
+    def __init__(self, out: TextIO, ansi: bool | None = None) -> None:
+        self.out = out
+        if ansi is None:
+            ansi = out.isatty() and os.environ.get("TERM", "dumb") not in ("", "dumb")
+        self.ansi = ansi
+        self.column = 0  # where the text's cursor is, so the status line can be left
+        self.status = ""  # shown below the text
+
+    def _columns(self) -> int:
+        return max(20, shutil.get_terminal_size().columns)
+
+    def _hide(self) -> str:
+        if not self.status:
+            return ""
+        return f"\n\x1b[2K\x1b[1A\x1b[{self.column + 1}G"
+
+    def _show(self) -> str:
+        if not self.status:
+            return ""
+        line = self.status[: self._columns() - 3]
+        return f"\n\x1b[2K\x1b[7m ▶ {line}\x1b[0m\x1b[1A\x1b[{self.column + 1}G"
+
+    def write(self, text: str) -> int:
+        if not self.ansi:
+            return self.out.write(text)
+        columns, shown = self._columns(), [self._hide()]  # before the column moves on
+        for char in text:
+            if char == "\n":
+                self.column = 0
+            elif char == "\t":
+                self.column = min(columns, (self.column // 8 + 1) * 8)
+            else:
+                self.column += _width(char)
+            shown.append(char)
+            if self.column >= columns:  # wrap ourselves, so the column is always known
+                shown.append("\r\n")
+                self.column = 0
+        return self.out.write("".join(shown) + self._show())
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def speaking(self, sentence: str) -> None:
+        """Show ``sentence`` as the one being spoken ("" to clear)."""
+        if not self.ansi or sentence == self.status:
+            return
+        hide = self._hide()
+        self.status = " ".join(sentence.split())
+        self.out.write(hide + self._show())
+        self.out.flush()
+
+    def end(self, footer: str = "") -> None:
+        """The answer is over: clear the status line, end the text's line, add ``footer``
+        (dimmed; on a plain stream the caller puts it elsewhere, stdout being the text's)."""
+        self.speaking("")
+        if self.column:
+            self.out.write("\n")
+            self.column = 0
+        if footer and self.ansi:
+            self.out.write(f"\x1b[2m{footer}\x1b[0m\n")
+        self.out.flush()
