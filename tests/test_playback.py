@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import trio
@@ -14,7 +17,10 @@ from voicestream.pipeline import speak
 from voicestream.playback import Playback
 from voicestream.sinks import NullSink
 from voicestream.sources.demo import DemoSource
+from voicestream.terminal import Captions
 from voicestream.tts.silent import SilentSynthesizer
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\n\x1b\[2K")
 
 RATE = 22050
 TEXT = (
@@ -138,3 +144,25 @@ async def test_position_and_heard_at_given_frames() -> None:
     assert playback.position(400).index == 2 and playback.position(400).text == ""
     assert playback.heard() == "One two three four. Five six."  # a sink without played_s
     assert len(playback.audio()) == 400
+
+
+def test_captions_keep_the_status_line_below_the_text(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "20")
+    out = io.StringIO()
+    captions = Captions(out, ansi=True)
+    captions.write("a" * 25)
+    assert ANSI.sub("", out.getvalue()) == "a" * 20 + "\r\n" + "a" * 5  # wrapped by us
+    captions.speaking("Being   spoken now.")
+    drawn = out.getvalue()
+    assert drawn.endswith("\n\x1b[2K\x1b[7m ▶ Being spoken now.\x1b[0m\x1b[1A\x1b[6G")
+    captions.write("b")  # hides the status, writes, draws it again, back at column 7
+    assert out.getvalue().endswith("b\n\x1b[2K\x1b[7m ▶ Being spoken now.\x1b[0m\x1b[1A\x1b[7G")
+    captions.end("stopped")
+    assert out.getvalue().endswith("\n\x1b[2K\x1b[1A\x1b[7G\n\x1b[2mstopped\x1b[0m\n")
+
+    plain = io.StringIO()
+    captions = Captions(plain, ansi=False)
+    captions.write("text as written\n")
+    captions.speaking("ignored")
+    captions.end("footer")
+    assert plain.getvalue() == "text as written\n"  # a pipe gets the text only

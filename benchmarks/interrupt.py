@@ -1,0 +1,116 @@
+"""Barge-in latency of `voicestream chat`, key to silence, on the wall clock.
+
+    .venv/bin/python benchmarks/interrupt.py [--runs N]
+
+Starts a private PulseAudio with a null sink (as the tests do), runs
+`voicestream chat` (demo answers, real espeak-ng, real PortAudio) on a
+pseudo-terminal, and records the sink's monitor in this process. For each run
+it asks a question, waits until speech has played for a while, presses Enter
+(or Esc), and measures:
+
+- key to silence: from writing the key to the pty until the arrival of the last
+  recorded block with any non-zero sample (the monitor goes on delivering
+  blocks of zeros, so silence is measured, not missing data; the arrival time
+  includes the recording's own latency, so this is an upper bound);
+- key to prompt: until the prompt is printed again.
+
+Not a test; it gates nothing. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+
+RATE = 22050
+LOUD = 300  # int16 peak of a block that holds speech (espeak peaks at ~10,000)
+
+
+def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    runtime.chmod(0o700)
+    (runtime / "client.conf").write_text("autospawn = no\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "VOICESTREAM_"))}
+    env |= {
+        "XDG_RUNTIME_DIR": str(runtime),
+        "HOME": str(runtime),
+        "PULSE_CLIENTCONFIG": str(runtime / "client.conf"),
+    }
+    daemon = subprocess.Popen(
+        [
+            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
+            f"--load=module-null-sink sink_name=vs_null rate={RATE} channels=1",
+            "--load=module-native-protocol-unix",
+        ],
+        env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode:
+        time.sleep(0.1)
+    return daemon, env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=6)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon, env = start_pulse(Path(tmp))
+        os.environ.update(env)  # before PortAudio is loaded: record from this server
+        import numpy as np
+        import sounddevice as sd
+        from test_chat import Terminal
+
+        blocks: list[tuple[float, int]] = []  # (arrival, peak)
+
+        def record(indata: Any, frames: int, when: Any, status: Any) -> None:
+            blocks.append((time.monotonic(), int(np.abs(indata).max())))
+
+        recorder = sd.InputStream(
+            samplerate=RATE, channels=1, dtype="int16", device="vs_null.monitor"
+            if any(d["name"] == "vs_null.monitor" for d in sd.query_devices())
+            else None, blocksize=256, latency="low", callback=record,
+        )  # fmt: skip
+        term = Terminal([sys.executable, "-m", "voicestream", "chat"], env, Path(tmp))
+        term.expect(rb"> ")
+        silence, prompt = [], []
+        with recorder:
+            for run in range(runs):
+                term.type(b"Tell me about streaming speech.\r")
+                term.expect("\u25b6".encode())  # the status line: speech has begun
+                time.sleep(1.5)
+                key = time.monotonic()
+                term.type(b"\x1b" if run % 2 else b"\r")
+                term.expect(rb"stopped after")
+                term.expect(rb"> ")
+                prompt.append(time.monotonic() - key)
+                time.sleep(1.0)  # long enough to see that nothing plays any more
+                assert any(peak > LOUD for _, peak in blocks), "nothing was heard"
+                assert sum(t > key + 0.5 for t, _ in blocks) > 10, "the recording stalled"
+                last_sound = max(t for t, peak in blocks if peak > 0)  # not a single sample
+                assert last_sound < key + 0.9, "speech went on after the key"
+                silence.append(max(0.0, last_sound - key))
+                blocks.clear()
+        term.type(b"/quit\r")
+        term.wait()
+        daemon.terminate()
+        daemon.wait()
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:.0f} ms (max {max(values) * 1000:.0f})"
+
+    print(f"{runs} runs (Enter and Esc alternating), median (max)\n")
+    print("| key to silence | key to prompt |")
+    print("|---|---|")
+    print(f"| {cell(silence)} | {cell(prompt)} |")
+
+
+if __name__ == "__main__":
+    main()
