@@ -55,7 +55,9 @@ def test_speech_plays_on_the_default_device(pulse: dict[str, Any], tmp_path: Pat
     assert heard_s == pytest.approx(expected_s, rel=0.10)
     figures = json.loads(metrics.read_text())
     assert figures["audio_s"] == pytest.approx(len(expected) / rate, rel=0.01)
-    assert figures["wall_s"] >= figures["audio_s"]  # played in real time, not dumped
+    # Played in real time, not dumped (which takes a tenth of a second); the sound
+    # server's clock and the end of a drain are not exact to the millisecond.
+    assert figures["wall_s"] >= 0.8 * figures["audio_s"]
 
 
 def read_wav_lenient(path: Path) -> tuple[int, Any]:
