@@ -199,3 +199,24 @@ def test_chat_usage_errors_are_one_line(
     result = cli.run("chat", *args, input="")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_a_failed_answer_is_one_line_and_the_chat_goes_on(
+    cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script.status, fake_api.script.faulty_requests = 529, 1
+    fake_api.script.error_type, fake_api.script.text = "overloaded_error", "Second answer."
+    result = cli.run(
+        "chat", "--out", "answers", input="First question?\nSecond question?\n",
+        ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake_api.base_url,
+        VOICESTREAM_ANTHROPIC_MAX_RETRIES="0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "voicestream: the API is overloaded (529): something went wrong; try again in a minute"
+    ]
+    assert result.stdout == "Second answer.\n"
+    # The failed question is not part of the conversation the model sees next.
+    assert fake_api.requests[-1].body["messages"] == [
+        {"role": "user", "content": "Second question?"}
+    ]
