@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,31 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from conftest import start_pulse
 
 RATE = 22050
 LOUD = 300  # int16 peak of a block that holds speech (espeak peaks at ~10,000)
-
-
-def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    runtime.chmod(0o700)
-    (runtime / "client.conf").write_text("autospawn = no\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "VOICESTREAM_"))}
-    env |= {
-        "XDG_RUNTIME_DIR": str(runtime),
-        "HOME": str(runtime),
-        "PULSE_CLIENTCONFIG": str(runtime / "client.conf"),
-    }
-    daemon = subprocess.Popen(
-        [
-            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
-            f"--load=module-null-sink sink_name=vs_null rate={RATE} channels=1",
-            "--load=module-native-protocol-unix",
-        ],
-        env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode:
-        time.sleep(0.1)
-    return daemon, env
 
 
 def main() -> None:
@@ -62,7 +40,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as tmp:
-        daemon, env = start_pulse(Path(tmp))
+        daemon, env = start_pulse(Path(tmp))  # as the tests do
         os.environ.update(env)  # before PortAudio is loaded: record from this server
         import numpy as np
         import sounddevice as sd

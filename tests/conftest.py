@@ -90,12 +90,16 @@ def cli(env: dict[str, str], tmp_path: Path) -> Cli:
 FAST_DEMO = {"VOICESTREAM_DEMO_FIRST_TOKEN_S": "0", "VOICESTREAM_DEMO_TOKENS_PER_S": "5000"}
 
 
-@pytest.fixture(scope="session")
-def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A private PulseAudio daemon with a null sink; yields the env to reach it."""
-    if shutil.which("pulseaudio") is None:
-        pytest.fail("pulseaudio is not installed: run 'make test', which installs it")
-    runtime = tmp_path_factory.mktemp("pulse")
+def wait_for(predicate: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """Start a private PulseAudio daemon with a null sink ``vs_null`` (its
+    ``vs_null.monitor`` records what plays); return it and the env to reach it."""
     runtime.chmod(0o700)
     env = _clean_env(runtime)
     env["HOME"] = str(runtime)
@@ -113,8 +117,20 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
         if time.monotonic() > deadline or daemon.poll() is not None:
             daemon.kill()
-            pytest.fail("the private PulseAudio daemon did not start")
+            raise RuntimeError("the private PulseAudio daemon did not start")
         time.sleep(0.1)
+    return daemon, env
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A private PulseAudio daemon with a null sink; yields the env to reach it."""
+    if shutil.which("pulseaudio") is None:
+        pytest.fail("pulseaudio is not installed: run 'make test', which installs it")
+    try:
+        daemon, env = start_pulse(tmp_path_factory.mktemp("pulse"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
     yield {"env": env, "monitor": "vs_null.monitor"}
     daemon.terminate()
     daemon.wait(timeout=10)

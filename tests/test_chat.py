@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_DEMO, Cli
+from conftest import FAST_DEMO, Cli, wait_for
 from fake_anthropic import FakeAnthropic
 
 from voicestream.chat import CUT_OFF
@@ -73,13 +73,6 @@ class Terminal:
 def wav_frames(path: Path) -> int:
     with wave.open(str(path)) as w:
         return w.getnframes()
-
-
-def wait_for(predicate: Any, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_barge_in_keeps_what_was_heard(cli: Cli, fake_api: FakeAnthropic, tmp_path: Path) -> None:

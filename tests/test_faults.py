@@ -6,11 +6,10 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_DEMO, Cli
+from conftest import FAST_DEMO, Cli, wait_for
 from fake_anthropic import FakeAnthropic, Script
 from wavcheck import read_wav, voiced_fraction
 
@@ -108,13 +107,6 @@ def test_unknown_environment_variable_names_the_closest(cli: Cli, tmp_path: Path
 def test_bad_flag_is_exit_2(cli: Cli) -> None:
     result = cli.run("say", "--rate", "fast")
     assert result.returncode == 2
-
-
-def wait_for(predicate: object, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def test_ctrl_c_during_speech_exits_130_and_keeps_a_valid_wav(cli: Cli, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from conftest import Cli
+from conftest import Cli, wait_for
 from fake_anthropic import FakeAnthropic, Script
-from test_faults import ANSWER, FAST_RESUME, FAULT_IDS, FAULTS, KEY, api_env, wait_for
+from test_faults import ANSWER, FAST_RESUME, FAULT_IDS, FAULTS, KEY, api_env
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.config import DemoConfig

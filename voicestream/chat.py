@@ -19,18 +19,19 @@ import json
 import re
 import signal
 import time
-import wave
 from pathlib import Path
 from typing import Any, TextIO
 
 import trio
 
+from .audio import Audio
 from .chunker import SentenceChunker
 from .config import Config
 from .errors import UsageError, VoicestreamError, root_cause
 from .pipeline import Buffers, Metrics, speak
 from .playback import Playback
 from .sinks import open_sink
+from .sinks.wav import WavSink
 from .sources import Source, open_source
 from .sources.demo import DemoSource, demo_chat_answer
 from .terminal import Captions, Keyboard
@@ -56,14 +57,6 @@ def next_number(folder: Path) -> int:
         int(m.group(1)) for p in folder.glob("answer-*.wav") if (m := re.search(r"(\d+)", p.name))
     ]
     return max(numbers, default=0) + 1
-
-
-def write_wav(path: Path, samples: Any, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
 
 
 class Chat:
@@ -299,12 +292,14 @@ class Chat:
             return self.say("voicestream: /save needs a FILE.wav")
         if self.last is None:
             return self.say("voicestream: no answer to save yet")
-        path = Path(argument).expanduser()
+        audio = Audio(self.last.audio(), self.last.rate)
         try:
-            write_wav(path, self.last.audio(), self.last.rate)
-        except OSError as e:
-            return self.say(f"voicestream: cannot write {path}: {e.strerror}")
-        self.say(f"voicestream: saved {len(self.last.audio()) / self.last.rate:.1f} s to {path}")
+            wav = WavSink(Path(argument).expanduser(), audio.rate)
+        except UsageError as e:
+            return self.say(f"voicestream: {e}")
+        wav.salvage(audio)  # stored at once, header and all
+        wav.close()
+        self.say(f"voicestream: saved {audio.seconds:.1f} s to {wav.path}")
 
 
 class _Recorder:

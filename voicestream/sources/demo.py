@@ -7,6 +7,7 @@ characters. Seeded, so a run can be repeated exactly.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncGenerator, Iterator
 from importlib import resources
@@ -20,11 +21,16 @@ def demo_answer() -> str:
     return resources.files("voicestream").joinpath("data/demo_answer.txt").read_text("utf-8")
 
 
+@functools.cache
+def _demo_chat_answers() -> tuple[str, ...]:
+    more = resources.files("voicestream").joinpath("data/demo_chat.txt").read_text("utf-8")
+    return tuple(a.strip() for a in (demo_answer(), *more.split("\n===\n")))
+
+
 def demo_chat_answer(turn: int) -> str:
     """The bundled answer for the ``turn``-th question of an offline demo chat."""
-    more = resources.files("voicestream").joinpath("data/demo_chat.txt").read_text("utf-8")
-    answers = [demo_answer(), *more.split("\n===\n")]
-    return answers[turn % len(answers)].strip()
+    answers = _demo_chat_answers()
+    return answers[turn % len(answers)]
 
 
 def tokens(text: str, rng: random.Random) -> Iterator[str]:
