@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +69,91 @@ def test_broken_toml_is_one_line_naming_the_file(tmp_path: Path) -> None:
     assert "\n" not in str(raised.value)
     with pytest.raises(tomllib.TOMLDecodeError):
         tomllib.loads(bad.read_text())
+
+
+def numeric_fields() -> list[tuple[str, Any]]:
+    return [
+        (f"{table}.{f.name}", f)
+        for table in ("source", "anthropic", "demo", "chunker", "voice", "output", "buffers")
+        for f in dataclasses.fields(getattr(config.Config(), table))
+        if f.type in ("int", "float")
+    ]
+
+
+def test_every_numeric_key_has_a_range_documented_in_config_toml() -> None:
+    text = (REPO / "config.toml").read_text()
+    assert numeric_fields()
+    for key, f in numeric_fields():
+        valid = f.metadata.get("range")
+        assert valid is not None, f"{key} has no range"
+        name = key.split(".")[1]
+        assert f"# Valid: {valid}.\n{name} = " in text, f"config.toml does not give {key}'s range"
+
+
+BAD_VALUES = [
+    ("chunker.max_chars", "0"),  # looped forever
+    ("chunker.first_fragment_max_words", "0"),  # UnboundLocalError
+    ("demo.tokens_per_s", "0"),
+    ("demo.tokens_per_s", "-5"),
+    ("demo.tokens_per_s", "nan"),
+    ("demo.first_token_s", "-1"),
+    ("demo.first_token_s", "nan"),
+    ("buffers.fixed_capacity", "0"),
+    ("buffers.audio_block_s", "1e-9"),  # hung
+    ("buffers.stall_budget_s", "-1"),
+    ("buffers.stall_budget_s", "nan"),
+    ("buffers.audio_cap_s", "inf"),
+    ("voice.rate", "0"),
+    ("voice.rate", "-100"),
+    ("anthropic.timeout_s", "0"),
+]
+
+
+@pytest.mark.parametrize(("key", "raw"), BAD_VALUES)
+def test_out_of_range_values_are_refused_naming_where_key_and_range(
+    tmp_path: Path, key: str, raw: str
+) -> None:
+    table, name = key.split(".")
+    valid = str(dict(numeric_fields())[key].metadata["range"])
+    variable = config.env_name(table, name)
+    with pytest.raises(UsageError) as raised:
+        config.load(None, {variable: raw}, cwd=tmp_path)
+    assert str(raised.value).startswith(f"environment: {variable}: '{key}' must be {valid}, not ")
+    toml = tmp_path / "bad.toml"
+    toml.write_text(f"[{table}]\n{name} = {raw}\n")
+    with pytest.raises(UsageError, match=rf"^{toml}: '{key}' must be {valid}, not"):
+        config.load(toml, {}, cwd=tmp_path)
+
+
+def test_rules_between_keys_name_the_key_that_was_set(tmp_path: Path) -> None:
+    with pytest.raises(
+        UsageError, match=r"'buffers.audio_floor_s' must be at most buffers.audio_cap_s"
+    ):
+        config.load(None, {"VOICESTREAM_BUFFERS_AUDIO_FLOOR_S": "20"}, cwd=tmp_path)
+    with pytest.raises(UsageError, match=r"command line: 'buffers.audio_cap_s' must be at least"):
+        config.load(None, {}, {"buffers": {"audio_cap_s": 1.0}}, cwd=tmp_path)
+
+
+def test_named_choices_are_checked_at_load(tmp_path: Path) -> None:
+    with pytest.raises(
+        UsageError, match=r"'buffers\.policy' must be one of adaptive, fixed, unbounded"
+    ):
+        config.load(None, {"VOICESTREAM_BUFFERS_POLICY": "huge"}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("0", False), ("false", False), ("No", False), ("off", False), ("1", True), ("yes", True)],
+)
+def test_booleans_from_the_environment_are_strict(raw: str, value: bool) -> None:
+    assert config.read_env({"VOICESTREAM_ANTHROPIC_TOOLS": raw}) == {"anthropic": {"tools": value}}
+
+
+def test_a_boolean_from_the_environment_that_is_neither_is_refused() -> None:
+    with pytest.raises(UsageError, match="VOICESTREAM_ANTHROPIC_TOOLS must be bool, not 'maybe'"):
+        config.read_env({"VOICESTREAM_ANTHROPIC_TOOLS": "maybe"})
+
+
+def test_lists_from_the_environment_split_on_commas() -> None:
+    layer = config.read_env({"VOICESTREAM_CHUNKER_ABBREVIATIONS": "approx, ca,,vs "})
+    assert layer == {"chunker": {"abbreviations": ("approx", "ca", "vs")}}

@@ -2,20 +2,25 @@
 
 Precedence, lowest first: built-in defaults, ``./config.toml``, the ``--config``
 file, ``VOICESTREAM_<TABLE>_<KEY>`` environment variables, command-line flags.
-Every layer is checked against the dataclasses below; a mistake is reported as
-one line naming where it came from, the key, and the closest valid key.
+Every layer is checked against the dataclasses below, and the merged result
+against each numeric key's range (``_number``: nan and inf are never valid), each
+named choice (``_one_of``) and the rules between keys (:data:`ORDERED`). A
+mistake is reported as one line naming where it came from (the file, the
+environment variable or the command line), the key, and the valid values or
+the closest valid key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import UsageError
 
@@ -26,23 +31,62 @@ SPEECH_SYSTEM_PROMPT = (
 )
 
 
+T = TypeVar("T")
+Number = TypeVar("Number", int, float)
+
+ENGINE_NAMES = ("espeak", "silent")
+POLICY_NAMES = ("adaptive", "fixed", "unbounded")
+SOURCE_NAMES = ("auto", "demo", "anthropic", "stdin")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: ``low`` to ``high``; ``low`` itself
+    excluded when ``open_low`` (a duration that must not be zero)."""
+
+    low: float
+    high: float
+    open_low: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.open_low else value >= self.low
+
+    def __str__(self) -> str:
+        low, high = _plain(self.low), _plain(self.high)
+        return f"above {low} and at most {high}" if self.open_low else f"from {low} to {high}"
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:g}"
+
+
+def _number(default: Number, low: float, high: float, *, open_low: bool = False) -> Number:
+    return field(default=default, metadata={"range": Range(low, high, open_low)})
+
+
+def _one_of(default: str, choices: tuple[str, ...]) -> str:
+    return field(default=default, metadata={"choices": choices})
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    name: str = "auto"  # auto | demo | anthropic | stdin
+    name: str = _one_of("auto", SOURCE_NAMES)
 
 
 @dataclass(frozen=True)
 class AnthropicConfig:
     model: str = "claude-sonnet-5-5"
-    max_tokens: int = 1024
+    max_tokens: int = _number(1024, 1, 1_000_000)
     system: str = SPEECH_SYSTEM_PROMPT
-    max_retries: int = 2
-    timeout_s: float = 60.0
-    max_resumes: int = 3
-    resume_backoff_s: float = 0.5
-    max_cost_usd: float = 0.0  # 0: no guard
+    max_retries: int = _number(2, 0, 10)
+    timeout_s: float = _number(60.0, 0, 3600, open_low=True)
+    max_resumes: int = _number(3, 0, 20)
+    resume_backoff_s: float = _number(0.5, 0, 60)
+    max_cost_usd: float = _number(0.0, 0, 10_000)  # 0: no guard
     tools: bool = True  # the calculator
-    max_tool_rounds: int = 5
+    max_tool_rounds: int = _number(5, 0, 50)
     # "model:input:output", USD per million tokens
     prices: tuple[str, ...] = (
         "claude-sonnet-5-5:3:15",
@@ -53,17 +97,17 @@ class AnthropicConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    first_token_s: float = 0.4
-    tokens_per_s: float = 60.0
-    seed: int = -1  # -1: a new random seed each run
+    first_token_s: float = _number(0.4, 0, 60)
+    tokens_per_s: float = _number(60.0, 0, 1_000_000, open_low=True)
+    seed: int = _number(-1, -1, 2**31)  # -1: a new random seed each run
 
 
 @dataclass(frozen=True)
 class ChunkerConfig:
-    first_fragment_words: int = 4
-    first_fragment_max_words: int = 12
-    min_chars: int = 20
-    max_chars: int = 300
+    first_fragment_words: int = _number(4, 1, 100)
+    first_fragment_max_words: int = _number(12, 1, 1000)
+    min_chars: int = _number(20, 0, 1000)
+    max_chars: int = _number(300, 20, 100_000)
     code_block_phrase: str = "Here is a code block, shown on screen."
     drop_emoji: bool = True
     abbreviations: tuple[str, ...] = ()
@@ -71,27 +115,27 @@ class ChunkerConfig:
 
 @dataclass(frozen=True)
 class VoiceConfig:
-    engine: str = "espeak"  # espeak | silent
+    engine: str = _one_of("espeak", ENGINE_NAMES)
     voice: str = ""  # engine default
-    rate: int = 180  # words per minute
+    rate: int = _number(180, 80, 500)  # words per minute
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     device: str = ""  # PortAudio output device name or index; "" = the default
-    latency_s: float = 0.1
+    latency_s: float = _number(0.1, 0, 2, open_low=True)
 
 
 @dataclass(frozen=True)
 class BuffersConfig:
-    policy: str = "adaptive"  # adaptive | fixed | unbounded
-    text_floor: int = 32
-    text_hard_cap: int = 262144
-    stall_budget_s: float = 3.0
-    audio_floor_s: float = 2.0
-    audio_cap_s: float = 10.0
-    audio_block_s: float = 0.5
-    fixed_capacity: int = 16
+    policy: str = _one_of("adaptive", POLICY_NAMES)
+    text_floor: int = _number(32, 1, 2**31)
+    text_hard_cap: int = _number(262144, 4096, 2**31)
+    stall_budget_s: float = _number(3.0, 0, 3600, open_low=True)
+    audio_floor_s: float = _number(2.0, 0, 3600, open_low=True)
+    audio_cap_s: float = _number(10.0, 0, 3600, open_low=True)
+    audio_block_s: float = _number(0.5, 0.01, 10)
+    fixed_capacity: int = _number(16, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -105,9 +149,18 @@ class Config:
     buffers: BuffersConfig = field(default_factory=BuffersConfig)
 
 
+# Rules between two keys: (smaller, larger), each "table.key"; smaller <= larger.
+ORDERED = (
+    ("buffers.text_floor", "buffers.text_hard_cap"),
+    ("buffers.audio_floor_s", "buffers.audio_cap_s"),
+    ("chunker.first_fragment_words", "chunker.first_fragment_max_words"),
+)
+
+
 Layer = dict[str, dict[str, Any]]
 
 ENV_PREFIX = "VOICESTREAM_"
+ENV = "environment"
 
 
 def _tables() -> list[str]:
@@ -189,8 +242,13 @@ def _parse_env(raw: str, kind: type[Any], name: str) -> Any:
         raise UsageError(f"environment: {name} must be {kind.__name__}, not {raw!r}") from None
 
 
+def env_name(table: str, key: str) -> str:
+    """The environment variable that sets ``table.key``."""
+    return f"{ENV_PREFIX}{table}_{key}".upper()
+
+
 def read_env(environ: Mapping[str, str]) -> Layer:
-    names = {f"{ENV_PREFIX}{t}_{k}".upper(): (t, k) for t in _tables() for k in _keys(t)}
+    names = {env_name(t, k): (t, k) for t in _tables() for k in _keys(t)}
     layer: Layer = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -202,27 +260,76 @@ def read_env(environ: Mapping[str, str]) -> Layer:
     return layer
 
 
+def _origins(layers: list[tuple[str, Layer]]) -> dict[str, str]:
+    """Where each key's value came from: the last layer that set it."""
+    origins: dict[str, str] = {}
+    for where, layer in layers:
+        for table, values in layer.items():
+            for key in values:
+                name = env_name(table, key)
+                origins[f"{table}.{key}"] = f"environment: {name}" if where == ENV else where
+    return origins
+
+
+def check(config: Config, origins: Mapping[str, str] | None = None) -> Config:
+    """Check every value against its documented range or choices (and the rules
+    between keys); raise a one-line :class:`UsageError` naming where it came from."""
+    origins = origins or {}
+
+    def fail(key: str, rule: str, value: Any) -> UsageError:
+        where = origins.get(key, "settings")
+        return UsageError(f"{where}: '{key}' must be {rule}, not {value!r}")
+
+    for table in _tables():
+        section = getattr(config, table)
+        for f in dataclasses.fields(section):
+            key, value = f"{table}.{f.name}", getattr(section, f.name)
+            valid = f.metadata.get("range")
+            if valid is not None and not valid.admits(value):
+                raise fail(key, str(valid), value)
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise fail(key, "one of " + ", ".join(choices), value)
+    for smaller, larger in ORDERED:
+        low, high = _value(config, smaller), _value(config, larger)
+        if low > high and smaller in origins:
+            raise fail(smaller, f"at most {larger} ({high!r})", low)
+        if low > high:
+            raise fail(larger, f"at least {smaller} ({low!r})", high)
+    return config
+
+
+def _value(config: Config, key: str) -> Any:
+    table, _, name = key.partition(".")
+    return getattr(getattr(config, table), name)
+
+
 def load(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     flags: Layer | None = None,
     cwd: Path | None = None,
 ) -> Config:
-    """Merge all layers into one :class:`Config` (see the module docstring)."""
-    layers: list[Layer] = []
+    """Merge all layers into one checked :class:`Config` (see the module docstring)."""
+    layers: list[tuple[str, Layer]] = []
     local = (cwd or Path.cwd()) / "config.toml"
     if local.is_file():
-        layers.append(read_file(local))
+        layers.append((str(local), read_file(local)))
     if config_file is not None:
-        layers.append(read_file(config_file))
-    layers.append(read_env(os.environ if environ is None else environ))
-    layers.append(validate(flags or {}, "command line"))
+        layers.append((str(config_file), read_file(config_file)))
+    layers.append((ENV, read_env(os.environ if environ is None else environ)))
+    layers.append(("command line", validate(flags or {}, "command line")))
+    return replace(Config(), layers, _origins(layers))
+
+
+def replace(base: Config, layers: list[tuple[str, Layer]], origins: Mapping[str, str]) -> Config:
+    """``base`` with every layer applied in order, checked."""
     merged: Layer = {}
-    for layer in layers:
+    for _, layer in layers:
         for table, values in layer.items():
             merged.setdefault(table, {}).update(values)
-    defaults = Config()
-    return dataclasses.replace(
-        defaults,
-        **{t: dataclasses.replace(getattr(defaults, t), **v) for t, v in merged.items()},
+    config = dataclasses.replace(
+        base,
+        **{t: dataclasses.replace(getattr(base, t), **v) for t, v in merged.items()},
     )
+    return check(config, origins)
