@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncGenerator
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from wavcheck import read_wav
 
 from voicestream.audio import Audio
 from voicestream.channels import Fixed
@@ -15,6 +17,7 @@ from voicestream.chunker import SentenceChunker
 from voicestream.config import BuffersConfig, DemoConfig
 from voicestream.errors import SourceError
 from voicestream.pipeline import Buffers, Metrics, speak
+from voicestream.sinks.wav import WavSink
 from voicestream.sources.demo import DemoSource
 from voicestream.tts.silent import SilentSynthesizer
 
@@ -39,8 +42,9 @@ class RecordingSink:
     async def drain(self) -> None:
         pass
 
-    def salvage(self, audio: Audio) -> None:
+    def salvage(self, audio: Audio) -> bool:
         self.salvaged.append(audio)
+        return True
 
     def close(self) -> None:
         self.closed = True
@@ -158,3 +162,54 @@ async def test_adaptive_channels_keep_the_producer_going_and_audio_short(
     assert all(c.capacity == config.text_floor for c in text)  # and shrank back once drained
     assert audio.peak_used <= config.audio_cap_s  # seconds of audio, however long
     assert len([a for a in sink.written if a.text]) == metrics.chunks > 100
+
+
+class CountingSynthesizer(SilentSynthesizer):
+    """The silent engine, counting every frame it makes."""
+
+    frames = 0
+
+    async def synthesize(self, text: str) -> Audio:
+        audio = await super().synthesize(text)
+        self.frames += len(audio.samples)
+        return audio
+
+
+async def test_a_cancelled_answer_keeps_every_frame_synthesized(
+    clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.wav"
+    synthesizer, sink = CountingSynthesizer(), WavSink(path, SilentSynthesizer.sample_rate)
+    metrics = Metrics()
+    source = ListSource([TEXT + " "] * 20, gap=0.001)
+    with trio.move_on_after(5.0):
+        # A real-time sink: the answer is cancelled with audio queued and in flight.
+        await speak(source, synthesizer, SlowSink(sink), metrics=metrics)
+    _, samples = read_wav(path)
+    assert metrics.chunks > 3 and len(samples) > 0
+    assert len(samples) == synthesizer.frames  # written + salvaged = synthesized
+    assert metrics.audio_s == pytest.approx(synthesizer.frames / synthesizer.sample_rate)
+
+
+class SlowSink:
+    """A file written at the pace of playback: like a device, it waits for room, then
+    takes the block at once (a write is cancelled whole, or not at all)."""
+
+    underruns = 0
+    underrun_s = 0.0
+
+    def __init__(self, sink: WavSink) -> None:
+        self.sink = sink
+
+    async def write(self, audio: Audio) -> None:
+        await trio.sleep(audio.seconds)
+        await self.sink.write(audio)
+
+    async def drain(self) -> None:
+        pass
+
+    def salvage(self, audio: Audio) -> bool:
+        return self.sink.salvage(audio)
+
+    def close(self) -> None:
+        self.sink.close()

@@ -82,8 +82,8 @@ class Device:
         while self.queue:
             await trio.sleep(0.01)
 
-    def salvage(self, audio: Audio) -> None:
-        pass
+    def salvage(self, audio: Audio) -> bool:
+        return False
 
     def close(self) -> None:
         pass
@@ -144,6 +144,16 @@ async def test_position_and_heard_at_given_frames() -> None:
     assert playback.position(400).index == 2 and playback.position(400).text == ""
     assert playback.heard() == "One two three four. Five six."  # a sink without played_s
     assert len(playback.audio()) == 400
+
+
+async def test_heard_keeps_only_words_fully_reached() -> None:
+    playback = Playback(NullSink(), RATE)
+    await playback.write(Audio(np.zeros(400, dtype=np.int16), RATE, "One two three four."))
+    # 74 % of a four-word chunk is 2.96 words: two were heard, the third was not finished.
+    assert playback.heard(296) == "One two"
+    assert playback.heard(299) == "One two"
+    assert playback.heard(300) == "One two three"
+    assert playback.heard(99) == ""
 
 
 def test_captions_keep_the_status_line_below_the_text(monkeypatch: Any) -> None:

@@ -1,5 +1,26 @@
 """The errors a person sees: one line each, with the exit code that goes with it."""
 
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+# Never printed: their values are cut out of every line a person sees.
+SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "VOICESTREAM_TOKEN")
+_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}")
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` without any secret: the keys in the environment, and anything shaped
+    like an API key (a server may echo a key it was sent, or another one)."""
+    environ = os.environ if environ is None else environ
+    for name in SECRET_VARIABLES:
+        secret = environ.get(name, "")
+        if len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
 
 class VoicestreamError(Exception):
     """An error worth one clear line to the person running voicestream.
@@ -19,6 +40,10 @@ class UsageError(VoicestreamError):
 
 class SourceError(VoicestreamError):
     """The text source failed while the answer was streaming (exit 1)."""
+
+
+class SinkError(VoicestreamError):
+    """The audio could not be played or stored any more (exit 1)."""
 
 
 def root_cause(error: BaseException) -> BaseException:

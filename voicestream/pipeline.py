@@ -8,7 +8,9 @@ By default the two text channels are Adaptive (a stage waits at most its stall
 budget to hand text on; memory stays under a hard cap) and the audio channel is
 a Jitter buffer holding a few seconds of speech ahead of playback.
 
-Captions are printed as pieces arrive. When the source fails mid-answer, what
+Captions are printed as pieces arrive, after escape sequences and control
+characters are taken out (voicestream.text): the terminal and the synthesizer
+see the same clean text. When the source fails mid-answer, what
 it already produced is still chunked, spoken and stored, and the failure is
 raised after that (so nothing is lost). When any other stage fails or the run
 is cancelled, every stage is cancelled; audio synthesized but not yet handed
@@ -38,9 +40,10 @@ from .channels import (
 )
 from .chunker import SentenceChunker
 from .config import BuffersConfig
-from .errors import SourceError, UsageError
+from .errors import SourceError
 from .sinks import Sink
 from .sources import Source
+from .text import ControlFilter
 from .tts import Synthesizer
 
 T = TypeVar("T")
@@ -66,27 +69,13 @@ class Buffers:
 
     @classmethod
     def from_config(cls, config: BuffersConfig) -> Buffers:
-        if not 1 <= config.text_floor <= config.text_hard_cap or config.text_hard_cap < 4096:
-            raise UsageError(
-                "buffers.text_hard_cap must be at least 4096 characters (a piece of text "
-                "may be that long) and at least buffers.text_floor, which must be positive"
-            )
-        if not 0 < config.audio_floor_s <= config.audio_cap_s or config.audio_block_s <= 0:
-            raise UsageError(
-                "buffers.audio_floor_s must be positive and at most buffers.audio_cap_s, "
-                "and buffers.audio_block_s positive"
-            )
         if config.policy == "adaptive":
             text: Policy = Adaptive(config.text_floor, config.text_hard_cap, config.stall_budget_s)
             audio: Policy = Jitter(config.audio_floor_s, config.audio_cap_s)
         elif config.policy == "fixed":
             text = audio = Fixed(config.fixed_capacity)
-        elif config.policy == "unbounded":
+        else:  # "unbounded"; the configuration's check admits nothing else
             text = audio = Unbounded()
-        else:
-            raise UsageError(
-                f"unknown buffers.policy '{config.policy}': choose adaptive, fixed or unbounded"
-            )
         return cls(text, audio, config.audio_block_s, config.stall_budget_s)
 
     def open(self, kind: str) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
@@ -191,13 +180,17 @@ async def speak(
 
     async def read_source(out: SendEnd[str]) -> None:
         last = "\n"
+        controls = ControlFilter()  # nothing the model writes can drive the terminal
         async with out:
             try:
                 async with aclosing(source.stream()) as pieces:
-                    async for piece in pieces:
+                    async for raw in pieces:
                         if metrics.ttft_s is None:
                             metrics.ttft_s = trio.current_time() - started
                         metrics.tokens += 1
+                        piece = controls.feed(raw)
+                        if not piece:
+                            continue
                         if captions is not None:
                             captions.write(piece)
                             captions.flush()
@@ -234,12 +227,16 @@ async def speak(
                     await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
                     metrics.inflight_audio_s -= unsent.pop(0).seconds
 
+    taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
+
     async def play(audio_in: ReceiveEnd[Audio]) -> None:
         async for audio in audio_in:
             if metrics.ttfa_s is None:
                 metrics.ttfa_s = trio.current_time() - started
-            metrics.audio_s += audio.seconds
+            taken.append(audio)
             await sink.write(audio)
+            taken.pop()
+            metrics.audio_s += audio.seconds
         await sink.drain()
 
     pieces_out, pieces_in = buffers.open("text")
@@ -255,9 +252,9 @@ async def speak(
     finally:
         # Cancelled or failed: keep the audio that exists but was not handed over
         # (a WAV stores it, a speaker drops it), in the order it was made.
-        for audio in [*_drain(audio_in), *unsent]:
-            metrics.audio_s += audio.seconds
-            sink.salvage(audio)
+        for audio in [*taken, *_drain(audio_in), *unsent]:
+            if sink.salvage(audio):
+                metrics.audio_s += audio.seconds
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
         audio_in.close()
         sink.close()

@@ -56,8 +56,8 @@ class Playback:
     async def drain(self) -> None:
         await self.sink.drain()
 
-    def salvage(self, audio: Audio) -> None:
-        pass  # queued when the answer was cut off: never heard, so dropped
+    def salvage(self, audio: Audio) -> bool:
+        return False  # queued when the answer was cut off: never heard, so dropped
 
     def close(self) -> None:
         self.sink.close()

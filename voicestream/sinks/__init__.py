@@ -5,8 +5,8 @@ unwritable file is a usage error, not a failure halfway through an answer):
 
 - ``await write(audio)`` hands frames over, waiting if the sink is full;
 - ``await drain()`` waits until everything handed over has been played or stored;
-- ``salvage(audio)`` takes audio that was synthesized but not yet handed over
-  when the answer was cancelled: a file keeps it, a speaker drops it;
+- ``salvage(audio) -> bool`` takes audio that was synthesized but not yet handed
+  over when the answer was cancelled: a file keeps it (True), a speaker drops it;
 - ``close()`` releases the sink at once; always called, safe to call twice.
 
 ``first_audio`` is trio's clock when the first frame was handed over (or None).
@@ -35,7 +35,7 @@ class Sink(Protocol):
 
     async def drain(self) -> None: ...
 
-    def salvage(self, audio: Audio) -> None: ...
+    def salvage(self, audio: Audio) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -52,8 +52,8 @@ class NullSink:
     async def drain(self) -> None:
         pass
 
-    def salvage(self, audio: Audio) -> None:
-        pass
+    def salvage(self, audio: Audio) -> bool:
+        return False
 
     def close(self) -> None:
         pass

@@ -164,8 +164,8 @@ class SpeakerSink:
             # Pa_StopStream returns once the device has played what it holds.
             await trio.to_thread.run_sync(self._stream.stop, limiter=self._limiter)
 
-    def salvage(self, audio: Audio) -> None:
-        pass
+    def salvage(self, audio: Audio) -> bool:
+        return False
 
     def close(self) -> None:
         self.ring.ending = True
