@@ -32,6 +32,8 @@ class Script:
     error_after: int | None = None  # send `event: error` after this many deltas
     stall_after: int | None = None  # go quiet after this many deltas, for stall_s
     stall_s: float = 0.0
+    garbage_after: int | None = None  # a `data:` line that is not JSON, after this many deltas
+    orphan_after: int | None = None  # a delta for a block that never started, after this many
     stop_reason: str = "end_turn"
     faulty_requests: int = 1_000_000  # the faults above apply to this many requests
     other_blocks: bool = False  # a thinking block and a tool_use block before the text
@@ -46,6 +48,7 @@ class Request:
     headers: dict[str, str]
     body: dict[str, Any]
     outcome: str = "open"  # "complete", or "closed by client" when it hung up mid-answer
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -274,6 +277,16 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
                     if deltas == script.stall_after:
                         time.sleep(script.stall_s)  # a read timeout on the client's side
                         return
+                    if deltas == script.garbage_after:
+                        garbage = b"event: content_block_delta\ndata: {not json\n\n"
+                        self._write(garbage, script.chunked)
+                    if deltas == script.orphan_after:
+                        orphan = {
+                            "type": "content_block_delta",
+                            "index": 7,
+                            "delta": {"type": "text_delta", "text": "lost"},
+                        }
+                        self._write(_event("content_block_delta", orphan), script.chunked)
                     if deltas == script.error_after:
                         error = {
                             "type": "error",

@@ -69,15 +69,17 @@ def test_stdin_is_spoken_as_it_arrives_not_after_eof(cli: Cli, tmp_path: Path) -
 
 def test_stdin_split_inside_a_utf8_character_is_decoded(cli: Cli) -> None:
     process = cli.popen("say", "-", "--null", "--engine", "silent")
-    assert process.stdin is not None
-    data = "Grüße aus Köln.".encode()
-    process.stdin.write(data[:3])  # ends in the middle of "ü"
+    assert process.stdin is not None and process.stdout is not None
+    first = "First sentence. Gr"
+    data = "ü".encode()
+    process.stdin.write(first.encode() + data[:1])  # ends in the middle of "ü"
     process.stdin.flush()
-    time.sleep(0.1)
-    process.stdin.write(data[3:])
+    # Echoed back: the first read is over, so the rest of "ü" comes in another read.
+    assert process.stdout.read(len(first)) == first.encode()
+    process.stdin.write(data[1:] + "ße aus Köln.".encode())
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert out.decode() == "Grüße aus Köln.\n"
+    assert (first.encode() + out).decode() == "First sentence. Grüße aus Köln.\n"
 
 
 def test_anthropic_answer_is_printed_and_spoken(
@@ -306,3 +308,26 @@ async def test_the_loopback_server_refuses_a_prefill_ending_in_whitespace(
             await client.messages.create(model="m", max_tokens=5, messages=messages)  # type: ignore[arg-type]
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(text=ANSWER, piece=5, faulty_requests=1, drop_after=12),
+        Script(text="Let me work that out.", tool_call={"expression": "6 * 7"}),
+    ],
+    ids=["resume", "tool-round"],
+)
+def test_usage_is_summed_over_every_request_of_an_answer(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path, script: Script
+) -> None:
+    fake_api.script = script
+    metrics = tmp_path / "m.json"
+    result = cli.run(
+        "say", "q", "--null", "--metrics", str(metrics), **api_env(fake_api), **FAST_RESUME
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake_api.requests) == 2
+    report = json.loads(metrics.read_text())["source"]
+    # Each request is billed 12 input tokens (7 of them read from the cache).
+    assert report["input_tokens"] == 24 and report["cache_read_input_tokens"] == 14

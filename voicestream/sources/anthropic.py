@@ -8,6 +8,7 @@ into a :class:`SourceError` whose one line names the cause and never the key.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import anthropic
@@ -86,9 +87,14 @@ class _Cut(Exception):
     """The response ended without ``message_stop`` (no exception from the SDK)."""
 
 
+class _BadEvent(Exception):
+    """The server sent an event the SDK could not read: not JSON, or out of order
+    (a delta before its block started). A broken stream like any other."""
+
+
 def resumable(error: BaseException) -> bool:
     """Whether a failure mid-answer is worth resuming: the stream broke, not the request."""
-    if isinstance(error, _Cut | httpx2.TransportError):
+    if isinstance(error, _Cut | _BadEvent | httpx2.TransportError):
         return True  # dropped, cut short, or a read timeout
     if isinstance(error, anthropic.APIStatusError):
         return error.status_code in (200, 429) or error.status_code >= 500  # 200: event: error
@@ -171,9 +177,28 @@ class AnthropicSource:
                 f"--max-cost of ${config.max_cost_usd:g}; lower --max-tokens or raise --max-cost"
             )
 
-    def _count(self, usage: Any) -> None:
-        for key in self.usage:
-            self.usage[key] += getattr(usage, key, None) or 0
+    async def _texts(self, stream: Any) -> AsyncGenerator[str]:
+        """The text of one response as it streams: pings, tool use and thinking are never
+        read aloud. Its usage is added to the answer's however the response ends (a broken
+        one was billed too)."""
+        events = aiter(stream)
+        try:
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except (ValueError, LookupError) as e:  # the SDK could not parse an event
+                    raise _BadEvent(f"{type(e).__name__}: {e}") from e
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield event.delta.text
+        finally:
+            try:
+                usage = stream.current_message_snapshot.usage
+            except (AssertionError, AttributeError):  # not even message_start arrived
+                usage = None
+            for key in self.usage:
+                self.usage[key] += getattr(usage, key, None) or 0
 
     async def stream(self) -> AsyncGenerator[str]:
         config = self.config
@@ -201,25 +226,20 @@ class AnthropicSource:
                         messages=messages,  # type: ignore[arg-type]
                         **({"tools": TOOLS} if config.tools else {}),  # type: ignore[arg-type]
                     ) as stream:
-                        async for event in stream:
-                            if event.type != "content_block_delta":
-                                continue  # pings, tool use, thinking: never read aloud
-                            if event.delta.type != "text_delta":
-                                continue
-                            text = event.delta.text
-                            while skip and text and text[0] == skip[0]:
-                                text, skip = text[1:], skip[1:]
-                            skip = skip if not text else ""
-                            if text:
-                                turn += text
-                                said += text
-                                yield text
+                        async with aclosing(self._texts(stream)) as texts:
+                            async for text in texts:
+                                while skip and text and text[0] == skip[0]:
+                                    text, skip = text[1:], skip[1:]
+                                skip = skip if not text else ""
+                                if text:
+                                    turn += text
+                                    said += text
+                                    yield text
                         snapshot = stream.current_message_snapshot
                         stop_reason = snapshot.stop_reason
-                        self._count(snapshot.usage)
                     if stop_reason is None:
                         raise _Cut
-                except (anthropic.APIError, httpx2.HTTPError, _Cut) as e:
+                except (anthropic.APIError, httpx2.HTTPError, _Cut, _BadEvent) as e:
                     if not (said and resumable(e)) or self.resumes >= config.max_resumes:
                         raise
                     self.resumes += 1
@@ -246,6 +266,10 @@ class AnthropicSource:
                 "the answer stream ended before the model finished, and resuming did not "
                 "complete it; what arrived so far was kept"
             ) from None
+        except _BadEvent as e:
+            raise SourceError(
+                f"the API sent an event that could not be read ({e}); what arrived so far was kept"
+            ) from e
         except (anthropic.APIError, httpx2.HTTPError) as e:
             raise SourceError(describe(e)) from e
         finally:
