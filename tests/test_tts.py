@@ -50,3 +50,15 @@ async def test_silent_engine_lasts_about_as_long_as_espeak(
     assert not (await silent.synthesize(text)).samples.any()
     assert fake == pytest.approx(spoken_seconds(text, 180), abs=1e-3)
     assert capsys.readouterr().out == ""  # pyttsx3's "Audio saved to ..." stays off stdout
+
+
+async def test_each_synthesizer_speaks_with_its_own_voice() -> None:
+    text = "Guten Tag, wie geht es Ihnen heute?"
+    default = await EspeakSynthesizer.open("", 180)
+    english = (await default.synthesize(text)).seconds
+    german = await EspeakSynthesizer.open("German", 180)
+    in_german = (await german.synthesize(text)).seconds
+    assert abs(in_german - english) > 0.06 * english  # the voice took effect
+    # Another synthesizer chose German; the default one still speaks with the default.
+    assert (await default.synthesize(text)).seconds == pytest.approx(english, rel=0.02)
+    assert (await german.synthesize(text)).seconds == pytest.approx(in_german, rel=0.02)

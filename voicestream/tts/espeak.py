@@ -99,8 +99,6 @@ class EspeakSynthesizer:
     @classmethod
     async def open(cls, voice: str = "", words_per_minute: int = 180) -> EspeakSynthesizer:
         """Load espeak-ng and check the voice; raises :class:`UsageError` if either fails."""
-        if not 80 <= words_per_minute <= 500:
-            raise UsageError(f"voice.rate must be 80-500 words per minute, not {words_per_minute}")
         vid = await trio.to_thread.run_sync(_resolve_voice, voice) if voice else ""
         return cls(vid, words_per_minute)
 
@@ -121,8 +119,8 @@ class EspeakSynthesizer:
             from pyttsx3.drivers.espeak import EspeakDriver
 
             EspeakDriver.setProperty("rate", self.words_per_minute)
-            if self.voice:
-                EspeakDriver.setProperty("voice", self.voice)
+            # Always, the default too: another synthesizer may have chosen a voice.
+            EspeakDriver.setProperty("voice", self.voice or EspeakDriver._defaultVoice)
             _espeak.Synchronize()
             if _current_rate() != self.words_per_minute:
                 raise RuntimeError(f"espeak-ng did not accept the rate {self.words_per_minute}")
