@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pty
 import re
 import select
+import signal
+import subprocess
 import sys
 import time
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import trio
+import trio.testing
 from conftest import FAST_DEMO, Cli, wait_for
 from fake_anthropic import FakeAnthropic
 
+from voicestream import chat as chat_module
+from voicestream.audio import Audio
 from voicestream.chat import CUT_OFF
+from voicestream.config import load as load_config
+from voicestream.sinks import NullSink
 
 KEY = "sk-ant-chat-test-key"
 SENTENCES = " ".join(f"This is sentence number {n} of a long spoken answer." for n in range(1, 61))
@@ -148,20 +157,21 @@ def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt(
 
 def test_commands_at_the_prompt(cli: Cli, tmp_path: Path) -> None:
     commands = "\n".join([
-        "/help", "/rate 9000", "/rate 220", "/voice nosuchvoice", "/save none.wav", "/nope",
-        "Tell me something.", "/save last.wav", "/history", "/clear", "/history", "/quit",
+        "/help", "/rate 9000", "/rate 0", "/rate 220", "/voice nosuchvoice", "/save none.wav",
+        "/nope", "Tell me something.", "/save last.wav", "/history", "/clear", "/history", "/quit",
     ])  # fmt: skip
     result = cli.run("chat", "--out", "answers", input=commands + "\n", **FAST_DEMO)
     assert result.returncode == 0, result.stderr
     assert "/voice NAME" in result.stdout and "Enter or Esc" in result.stdout
     lines = result.stderr.splitlines()
     assert lines[0].startswith("voicestream: no ANTHROPIC_API_KEY") and "demo" in lines[0]
-    assert "80-500 words per minute" in lines[1]
-    assert "220 words per minute" in lines[2]
-    assert "unknown voice" in lines[3]
-    assert "no answer to save yet" in lines[4]
-    assert "unknown command /nope" in lines[5]
-    assert lines[6].startswith("voicestream: saved")
+    assert "'voice.rate' must be from 80 to 500, not 9000" in lines[1]
+    assert "'voice.rate' must be from 80 to 500, not 0" in lines[2]  # and the answer still comes
+    assert "220 words per minute" in lines[3]
+    assert "unknown voice" in lines[4]
+    assert "no answer to save yet" in lines[5]
+    assert "unknown command /nope" in lines[6]
+    assert lines[7].startswith("voicestream: saved")
     assert "you: Tell me something." in result.stdout
     assert result.stdout.count("you: ") == 1  # the second /history came after /clear
     with (
@@ -216,3 +226,118 @@ def test_a_failed_answer_is_one_line_and_the_chat_goes_on(
     assert fake_api.requests[-1].body["messages"] == [
         {"role": "user", "content": "Second question?"}
     ]
+
+
+def test_a_malformed_stream_fails_one_answer_not_the_chat(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake_api.script.text, fake_api.script.piece = "Both answers say this sentence.", 5
+    fake_api.script.garbage_after, fake_api.script.faulty_requests = 2, 1
+    transcript = tmp_path / "t.jsonl"
+    result = cli.run(
+        "chat", "--out", "answers", "--transcript", str(transcript),
+        input="First question?\nSecond question?\n",
+        ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake_api.base_url,
+        VOICESTREAM_ANTHROPIC_MAX_RESUMES="0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "could not be read" in line and "Traceback" not in result.stderr
+    assert result.stdout.endswith("Both answers say this sentence.\n")
+    turns = [json.loads(t) for t in transcript.read_text().splitlines()]
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 2
+    assert turns[1]["error"] and turns[1]["written"] == "Both answe"  # two deltas of five
+    assert turns[3]["text"] == "Both answers say this sentence." and not turns[3]["error"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_stop_signal_ends_the_answer_keeps_its_transcript_and_quits(
+    fake_api: FakeAnthropic, cli: Cli, tmp_path: Path, signum: int
+) -> None:
+    out, transcript = tmp_path / "answers", tmp_path / "chat.jsonl"
+    env = cli.env | {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake_api.base_url}
+    argv = [sys.executable, "-m", "voicestream", "chat", "--out", str(out)]
+    term = Terminal([*argv, "--transcript", str(transcript)], env, tmp_path)
+    term.expect(rb"> ")
+    fake_api.script.text, fake_api.script.delay_s = SENTENCES, 0.02
+    term.type(b"Tell me something long.\r")
+    term.expect(rb"sentence number 3 ")
+    os.kill(term.pid, signum)
+    assert term.wait() == 128 + signum
+    wait_for(lambda: fake_api.requests[-1].outcome != "open")
+    assert fake_api.requests[-1].outcome == "closed by client"
+    turn = json.loads(transcript.read_text().splitlines()[-1])
+    assert turn["interrupted"] and turn["audio_s"] > 0
+    assert wav_frames(out / "answer-001.wav") / 22050 == pytest.approx(turn["audio_s"], abs=1e-3)
+
+
+async def test_no_audio_reaches_the_sink_once_the_answer_is_stopped(
+    clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    events: list[str] = []
+
+    class Speaker(NullSink):
+        async def write(self, audio: Audio) -> None:
+            events.append("write")
+            await trio.sleep(audio.seconds)  # plays in real time
+
+        def close(self) -> None:
+            events.append("close")
+
+    class Keys:
+        tty = False
+        questions: ClassVar = ["Tell me something.", None]
+
+        async def line(self) -> str | None:
+            return self.questions.pop(0)
+
+        async def stop_key(self) -> None:
+            await trio.sleep(4.0)  # the listener presses Enter 4 s into the answer
+            events.append("stop")
+
+        def keys(self) -> contextlib.nullcontext[None]:
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(chat_module, "open_sink", lambda *args: Speaker())
+    monkeypatch.setattr(chat_module, "check_device", lambda device: None, raising=False)
+    config = load_config(None, {}, {"voice": {"engine": "silent"}}, cwd=tmp_path)
+    chat = chat_module.Chat(config, "demo", Keys(), io.StringIO(), io.StringIO(), tmp_path)
+    assert await chat.run() == 0
+    stop = events.index("stop")
+    assert "write" in events[:stop] and events[stop + 1 :] == ["close"]
+
+
+PRELOAD_SCRIPT = """
+import contextlib, io, pathlib, sys, trio
+from voicestream import chat, config
+
+class Keys:
+    tty = False
+
+    async def line(self):
+        # The person is still typing: the SDK must be loading meanwhile, not after Enter.
+        with trio.fail_after(60):
+            while "anthropic" not in sys.modules:
+                await trio.sleep(0.01)
+        return None
+
+    async def stop_key(self):
+        await trio.sleep_forever()
+
+    def keys(self):
+        return contextlib.nullcontext()
+
+cfg = config.load(None, {}, {"voice": {"engine": "silent"}})
+print("anthropic" in sys.modules)
+talk = chat.Chat(cfg, "anthropic", Keys(), io.StringIO(), io.StringIO(), pathlib.Path("."))
+print(trio.run(talk.run))
+"""
+
+
+def test_chat_loads_the_sdk_while_the_first_question_is_typed(cli: Cli) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PRELOAD_SCRIPT], capture_output=True, text=True,
+        env=cli.env | {"ANTHROPIC_API_KEY": KEY}, cwd=cli.cwd, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "0"]  # not loaded at start; loaded while typing

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,223 @@ def test_buffer_settings_that_cannot_work_are_refused(cli: Cli, tmp_path: Path) 
     result = cli.run("say", "-", "--null", input="Hi.", VOICESTREAM_BUFFERS_TEXT_HARD_CAP="100")
     assert result.returncode == 2
     assert "text_hard_cap" in one_line(result.stderr)
+
+
+# -- every output is checked before any request ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--out", "/dev/full"], "not a regular file"),
+        (["--out", "{tmp}/fifo"], "not a regular file"),  # no reader: it must not hang
+        (["--out", "{tmp}/a.wav", "--metrics", "{tmp}"], "not a regular file"),
+        (["--out", "{tmp}/a.wav", "--metrics", "/proc/m.json"], "/proc/m.json"),
+        (["--out", "{tmp}/a.wav", "--metrics", "{tmp}/a.wav"], "name the same file"),
+        (["--out", "{tmp}/a.wav", "--metrics", "{tmp}/../{name}/a.wav"], "name the same file"),
+    ],
+    ids=["dev-full", "fifo", "metrics-dir", "metrics-proc", "same-file", "same-file-other-path"],
+)
+def test_outputs_are_opened_and_checked_before_any_request(
+    cli: Cli, fake_api: FakeAnthropic, tmp_path: Path, flags: list[str], message: str
+) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    args = [f.format(tmp=tmp_path, name=tmp_path.name) for f in flags]
+    result = cli.run("say", "question", *args, timeout=60, **api_env(fake_api))
+    assert result.returncode == 2
+    assert message in one_line(result.stderr)
+    assert fake_api.requests == []
+
+
+# -- malformed events are a broken stream -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault", [{"garbage_after": 5}, {"orphan_after": 5}], ids=["json", "order"]
+)
+def test_a_malformed_event_is_resumed_like_a_drop(
+    cli: Cli, fake_api: FakeAnthropic, fault: dict[str, int]
+) -> None:
+    fake_api.script = Script(text=ANSWER, piece=5, faulty_requests=1, **fault)  # type: ignore[arg-type]
+    result = cli.run("say", "question", "--null", **api_env(fake_api), **FAST_RESUME)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ANSWER + "\n"  # everything, once
+    assert len(fake_api.requests) == 2
+
+
+def test_a_stream_that_stays_malformed_is_one_line_after_the_resumes(
+    cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(text=ANSWER, piece=5, garbage_after=5)
+    result = cli.run(
+        "say", "question", "--null", **api_env(fake_api), **FAST_RESUME,
+        VOICESTREAM_ANTHROPIC_MAX_RESUMES="2",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not be read" in one_line(result.stderr)
+    assert len(fake_api.requests) == 3
+    assert result.stdout.startswith(ANSWER[:25])
+
+
+# -- the captions' reader going away ---------------------------------------------------
+
+
+def test_a_closed_caption_reader_does_not_stop_the_speech(cli: Cli, tmp_path: Path) -> None:
+    out, reference = tmp_path / "p.wav", tmp_path / "r.wav"
+    process = cli.popen("say", "--source", "demo", "--out", str(out), **FAST_DEMO)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(20)  # like `| head -c 20`
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""
+    clean = cli.run("say", "--source", "demo", "--out", str(reference), **FAST_DEMO)
+    assert clean.returncode == 0
+    assert len(read_wav(out)[1]) == pytest.approx(len(read_wav(reference)[1]), rel=0.01)
+
+
+def test_captions_in_an_encoding_without_the_characters_do_not_stop_the_answer(
+    cli: Cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "a.wav"
+    result = cli.run(
+        "say", "-", "--out", str(out), "--engine", "silent", input="你好，世界。Hello there.",
+        PYTHONIOENCODING="ascii",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "?" * 6 + "Hello there.\n"
+    assert len(read_wav(out)[1]) > 0
+
+
+# -- stop signals ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c_and_keep_everything(
+    cli: Cli, tmp_path: Path, signum: int
+) -> None:
+    out, metrics = tmp_path / "a.wav", tmp_path / "m.json"
+    process = cli.popen("say", "--source", "demo", "--out", str(out), "--metrics", str(metrics))
+    wait_for(lambda: out.exists() and out.stat().st_size > 44 + 22050)
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == 128 + signum
+    _, stderr = process.communicate()
+    assert stderr == b""
+    rate, samples = read_wav(out)
+    figures = json.loads(metrics.read_text())
+    assert len(samples) / rate == pytest.approx(figures["audio_s"], abs=1e-3)
+    assert figures["audio_s"] > 0.5  # what was stored before the signal, at least
+    assert figures["chunks"] >= 1 and figures["wall_s"] > 0
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.3, 0.45, 0.6])
+def test_ctrl_c_at_any_moment_is_exit_130_without_a_traceback(
+    cli: Cli, tmp_path: Path, delay: float
+) -> None:
+    process = cli.popen("say", "--source", "demo", "--out", str(tmp_path / "a.wav"))
+    time.sleep(delay)  # the moment, not a wait for something: any moment must do
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr and stderr.count(b"\n") <= 1
+
+
+def test_a_wav_killed_mid_answer_has_a_header_that_matches_its_data(
+    cli: Cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "a.wav"
+    process = cli.popen("say", "--source", "demo", "--out", str(out))
+    wait_for(lambda: out.exists() and out.stat().st_size > 44 + 3 * 22050)
+    process.kill()  # SIGKILL: no handler, no close, no flush
+    process.wait(timeout=30)
+    rate, samples = read_wav(out)  # fails unless the header counts exactly the data
+    assert len(samples) / rate > 1
+
+
+# -- the disk filling up ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_disk_full_mid_answer_is_one_line_with_a_valid_wav_and_metrics(
+    cli: Cli, tmp_path: Path
+) -> None:
+    full, kept, metrics = tmp_path / "full", tmp_path / "kept.wav", tmp_path / "m.json"
+    full.mkdir()
+    command = " ".join(
+        cli.argv("say", "--source", "demo", "--out", f"{full}/a.wav", "--metrics", str(metrics))
+    )
+    # A private 1 MB tmpfs (about 23 s of audio): the answer (56 s) cannot fit.
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {full} && {{ {command}; code=$?; "
+        f"cp {full}/a.wav {kept}; exit $code; }}"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True,
+        env=cli.env | FAST_DEMO, cwd=cli.cwd, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"no space left on device writing {full}/a.wav" in one_line(result.stderr)
+    rate, samples = read_wav(kept)
+    figures = json.loads(metrics.read_text())
+    assert len(samples) / rate == pytest.approx(figures["audio_s"], abs=1e-3)
+    assert figures["audio_s"] > 5
+    assert figures["chunks"] > 1 and figures["tokens"] > 100
+
+
+# -- input that is not there, or not clean ---------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["say", "-"], ["chat", "--out", "."]], ids=["say", "chat"])
+def test_closed_stdin_is_a_usage_error(cli: Cli, args: list[str]) -> None:
+    command = " ".join(cli.argv(*args))
+    result = subprocess.run(
+        ["sh", "-c", f"exec {command} <&-"], capture_output=True, text=True,
+        env=cli.env, cwd=cli.cwd, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "standard input is closed" in one_line(result.stderr)
+
+
+def test_a_prompt_with_the_stdin_source_is_refused(cli: Cli) -> None:
+    result = cli.run("say", "a question", "--source", "stdin", "--null", input="text")
+    assert result.returncode == 2
+    assert "--source stdin" in one_line(result.stderr)
+
+
+def test_nul_is_spoken_around_not_the_end_of_the_text(cli: Cli, tmp_path: Path) -> None:
+    lengths = {}
+    for name, text in (("nul", "Hello\0 world."), ("clean", "Hello world."), ("cut", "Hello")):
+        out = tmp_path / f"{name}.wav"
+        result = cli.run("say", "-", "--out", str(out), input=text)
+        assert result.returncode == 0, result.stderr
+        lengths[name] = len(read_wav(out)[1])
+    assert lengths["nul"] == pytest.approx(lengths["clean"], rel=0.05)
+    assert lengths["nul"] > 1.3 * lengths["cut"]
+
+
+def test_escape_sequences_from_the_model_never_reach_the_terminal(
+    cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    text = "Look\x1b]0;pwned\x07 here.\x1b[2J Cleared?\x1b[31m Red. The end."
+    fake_api.script = Script(text=text, piece=3)
+    result = cli.run("say", "question", "--null", **api_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Look here. Cleared? Red. The end.\n"
+
+
+def test_a_key_echoed_by_the_server_is_redacted(cli: Cli, fake_api: FakeAnthropic) -> None:
+    fake_api.script = Script(
+        status=401, error_type="authentication_error", error_message=f"invalid x-api-key {KEY}"
+    )
+    result = cli.run("say", "question", "--null", **api_env(fake_api))
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert KEY not in line and "invalid x-api-key [redacted]" in line
+
+
+def test_tools_off_from_the_environment_sends_no_tools(cli: Cli, fake_api: FakeAnthropic) -> None:
+    for raw, sent in (("0", False), ("false", False), ("1", True)):
+        result = cli.run(
+            "say", "question", "--null", **api_env(fake_api), VOICESTREAM_ANTHROPIC_TOOLS=raw
+        )
+        assert result.returncode == 0, result.stderr
+        assert ("tools" in fake_api.requests[-1].body) is sent, raw

@@ -5,7 +5,8 @@ its own cancel scope. Enter or Esc (or Ctrl-C) while it plays cancels that
 scope: the model's stream is closed at once (no more tokens are generated),
 queued text and audio are dropped, the sound device is aborted, and the prompt
 is back. Ctrl-C at the prompt quits; a second Ctrl-C while an answer is still
-stopping quits too (exit 130).
+stopping quits too (exit 130). SIGTERM and SIGHUP stop the answer the same way
+(its audio and transcript line are kept), then quit (exit 143, 129).
 
 The history holds what the listener heard: a whole answer as the model wrote
 it, or, when it was cut off, the text up to where playback stopped, marked as
@@ -24,17 +25,18 @@ from typing import Any, TextIO
 
 import trio
 
+from . import stopping
 from .audio import Audio
 from .chunker import SentenceChunker
-from .config import Config
-from .errors import UsageError, VoicestreamError, root_cause
+from .config import Config, check
+from .errors import UsageError, VoicestreamError, redact, root_cause
 from .pipeline import Buffers, Metrics, speak
 from .playback import Playback
 from .sinks import open_sink
 from .sinks.wav import WavSink
-from .sources import Source, open_source
+from .sources import Source, open_source, preload
 from .sources.demo import DemoSource, demo_chat_answer
-from .terminal import Captions, Keyboard
+from .terminal import Captions, Keyboard, SafeOutput
 from .tts import Synthesizer, open_synthesizer
 
 HELP = """\
@@ -73,7 +75,7 @@ class Chat:
         self.config = config
         self.source = source
         self.keyboard = keyboard
-        self.captions = Captions(stdout)
+        self.captions = Captions(SafeOutput(stdout))
         self.stdout = stdout
         self.stderr = stderr
         self.out_dir = out_dir
@@ -86,9 +88,10 @@ class Chat:
         self.answering: trio.CancelScope | None = None
         self.stopping = False
         self.exit_code = 0
+        self.leaving = 0  # the exit code of a stop signal: quit after the answer
 
     def say(self, line: str, file: TextIO | None = None) -> None:
-        print(line, file=file or self.stderr, flush=True)
+        print(redact(line), file=file or self.stderr, flush=True)
 
     async def run(self) -> int:
         self.synthesizer = await open_synthesizer(self.config.voice)
@@ -106,15 +109,25 @@ class Chat:
         if self.keyboard.tty:
             self.say("Ask a question; Enter or Esc stops an answer; /help lists the commands.")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._on_ctrl_c, nursery.cancel_scope)
+            nursery.start_soon(self._on_signals, nursery.cancel_scope)
+            nursery.start_soon(preload, self.source)  # the SDK loads while the person types
             await self._converse()
             nursery.cancel_scope.cancel()
         return self.exit_code
 
-    async def _on_ctrl_c(self, everything: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
-            async for _ in signals:
-                if self.answering is not None and not self.stopping:
+    async def _on_signals(self, everything: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(*stopping.SIGNALS) as signals:
+            async for signum in signals:
+                if signum != signal.SIGINT:
+                    # Told to end (SIGTERM) or the terminal is gone (SIGHUP): the answer
+                    # stops as on a barge-in (its audio and transcript are kept), then quit.
+                    self.exit_code = self.leaving = stopping.exit_code(signum)
+                    if self.answering is not None:
+                        self.stopping = True
+                        self.answering.cancel()
+                    else:
+                        everything.cancel()
+                elif self.answering is not None and not self.stopping:
                     self.stopping = True
                     self.answering.cancel()
                 else:  # at the prompt, or a second Ctrl-C while stopping
@@ -137,6 +150,8 @@ class Chat:
                     return
             elif question:
                 await self._answer(question)
+            if self.leaving:
+                return
 
     def _open_source(self, question: str) -> Source:
         if self.source == "demo":
@@ -180,11 +195,15 @@ class Chat:
                                 chunker=SentenceChunker(**dataclasses.asdict(self.config.chunker)),
                                 metrics=Metrics(),
                             )
-                        except (VoicestreamError, ExceptionGroup) as e:
+                        except Exception as e:  # a failed answer never ends the chat
                             cause = root_cause(e)
-                            if not isinstance(cause, VoicestreamError):
-                                raise
-                            error = cause
+                            error = (
+                                cause
+                                if isinstance(cause, VoicestreamError)
+                                else VoicestreamError(
+                                    f"the answer failed: {type(cause).__name__}: {cause}"
+                                )
+                            )
                         nursery.cancel_scope.cancel()
             finally:
                 self.answering = None
@@ -281,10 +300,11 @@ class Chat:
                 return self.say("voicestream: /rate needs a number of words per minute")
             voice = dataclasses.replace(voice, rate=int(argument))
         try:
+            config = check(dataclasses.replace(self.config, voice=voice), {"voice.rate": name})
             self.synthesizer = await open_synthesizer(voice)
         except UsageError as e:
             return self.say(f"voicestream: {e}")
-        self.config = dataclasses.replace(self.config, voice=voice)
+        self.config = config
         self.say(f"voicestream: voice {voice.voice or 'default'} at {voice.rate} words per minute")
 
     def _save(self, argument: str) -> None:

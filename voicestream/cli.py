@@ -1,7 +1,8 @@
 """The ``voicestream`` command: ``say``, ``chat``, ``voices``, ``devices``, ``bench``.
 
 Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration,
-130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (voicestream.stopping). Errors are one
+line on stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
+import io
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -21,14 +22,15 @@ from typing import Any, TextIO
 import trio
 
 from . import config as configuration
+from . import stopping
 from .chunker import SentenceChunker
-from .errors import UsageError, VoicestreamError, root_cause
+from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
 from .pipeline import Buffers, Metrics, speak
-from .sinks import open_sink
-from .sources import SOURCES, open_source, resolve_name
+from .sinks import Sink, open_sink, wav
+from .sinks.wav import open_regular
+from .sources import SOURCES, check_source, open_source, preload, resolve_name
+from .terminal import SafeOutput
 from .tts import ENGINES, Synthesizer, open_synthesizer
-
-EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,71 +100,131 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: permission denied")
 
 
+def _check_stdin() -> None:
+    """Standard input must be open to be read (``<&-`` closes it)."""
+    try:
+        if sys.stdin is None:
+            raise OSError
+        os.fstat(0)
+    except OSError:
+        raise UsageError(
+            "standard input is closed: pipe the text in, or give the PROMPT as an argument"
+        ) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+class MetricsFile:
+    """``--metrics``: opened before any request (a directory, a device or an unwritable
+    path is a usage error then, not after the answer), written once at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = open_regular(path, "metrics")
+
+    def write(self, figures: dict[str, Any]) -> None:
+        data = (json.dumps(figures, indent=2) + "\n").encode()
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        except OSError as e:
+            raise SinkError(f"{wav.describe(e)} writing the metrics {self.path}") from None
+        finally:
+            os.close(self._fd)
+
+
+async def _watch_signals(scope: trio.CancelScope, stopped: list[int]) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP stop the answer (its audio and metrics are kept)."""
+    with trio.open_signal_receiver(*stopping.SIGNALS) as signals:
+        async for signum in signals:
+            stopped.append(signum)
+            scope.cancel()
+
+
+def _notices(source: Any, metrics: Metrics, stderr: TextIO) -> None:
+    for notice in getattr(source, "notices", []):
+        print(f"voicestream: {redact(notice)}", file=stderr)
+    if any(c.hard_cap_waits for c in metrics.channels.values()):
+        print(
+            "voicestream: the text buffer reached buffers.text_hard_cap; the model's "
+            "stream was held back (raise the cap if the API timed out)",
+            file=stderr,
+        )
+
+
 async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    stopped: list[int] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, nursery.cancel_scope, stopped)
+        code = await _say_one(args, stdout, stderr, stopped)
+        nursery.cancel_scope.cancel()
+    return stopping.exit_code(stopped[0]) if stopped else code
+
+
+async def _say_one(
+    args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stopped: list[int]
+) -> int:
     cfg = configuration.load(args.config, os.environ, _flags(args))
     name = resolve_name(cfg.source.name, os.environ)
+    prompt = "" if args.prompt == "-" else args.prompt
+    if name == "stdin" and prompt:
+        raise UsageError(
+            "--source stdin speaks standard input: give no PROMPT, or leave out --source"
+        )
+    if name == "stdin":
+        _check_stdin()
+    check_source(name, cfg, prompt)
+    if args.out is not None and args.metrics is not None and _same_file(args.out, args.metrics):
+        raise UsageError(f"--out and --metrics name the same file {args.out}: give two files")
     if cfg.source.name == "auto" and name == "demo":
         print(
             "voicestream: ANTHROPIC_API_KEY is not set; speaking the offline demo answer",
             file=stderr,
         )
-    source = open_source(name, cfg, "" if args.prompt == "-" else args.prompt)
-    if args.metrics is not None:
-        _check_writable(args.metrics, "metrics")
-    buffers = Buffers.from_config(cfg.buffers)
-    chunker = SentenceChunker(**dataclasses.asdict(cfg.chunker))
-    synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
-    sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
-    sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
-    check_cost = getattr(source, "check_cost", None)
-    if check_cost is not None:
-        try:
-            await check_cost()  # the first request, and only when the guard is on
-        except BaseException:
-            sink.close()
-            raise
-
+    metrics_file = MetricsFile(args.metrics) if args.metrics is not None else None
+    sink: Sink | None = None
     metrics = Metrics()
-    interrupted = False
+    source: Any = None
     try:
-        async with trio.open_nursery() as nursery:
-
-            async def on_ctrl_c() -> None:
-                nonlocal interrupted
-                with trio.open_signal_receiver(signal.SIGINT) as signals:
-                    async for _ in signals:
-                        interrupted = True
-                        nursery.cancel_scope.cancel()
-
-            nursery.start_soon(on_ctrl_c)
-            try:
-                await speak(
-                    source,
-                    synthesizer,
-                    sink,
-                    captions=stdout,
-                    buffers=buffers,
-                    chunker=chunker,
-                    metrics=metrics,
-                )
-            finally:
-                nursery.cancel_scope.cancel()
-        for notice in getattr(source, "notices", []):
-            print(f"voicestream: {notice}", file=stderr)
-        if any(c.hard_cap_waits for c in metrics.channels.values()):
-            print(
-                "voicestream: the text buffer reached buffers.text_hard_cap; the model's "
-                "stream was held back (raise the cap if the API timed out)",
-                file=stderr,
+        async with trio.open_nursery() as loading:
+            if name == "anthropic":
+                loading.start_soon(preload, name)  # the SDK loads while the rest opens
+            synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
+            sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
+            sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
+        source = open_source(name, cfg, prompt)
+        check_cost = getattr(source, "check_cost", None)
+        if check_cost is not None:
+            await check_cost()  # the first request, and only when the guard is on
+        completed = False
+        try:
+            await speak(
+                source,
+                synthesizer,
+                sink,
+                captions=SafeOutput(stdout),
+                buffers=Buffers.from_config(cfg.buffers),
+                chunker=SentenceChunker(**dataclasses.asdict(cfg.chunker)),
+                metrics=metrics,
             )
+            completed = True
+        finally:
+            if completed or stopped:  # stopped by a signal: what happened is worth saying
+                _notices(source, metrics, stderr)
     finally:
-        sink.close()
+        if sink is not None:
+            sink.close()
         report = getattr(source, "report", None)
         if report is not None:
             metrics.source = report()
-        if args.metrics is not None:
-            args.metrics.write_text(json.dumps(metrics.as_dict(), indent=2) + "\n")
-    return EXIT_INTERRUPTED if interrupted else 0
+        if metrics_file is not None:
+            metrics_file.write(metrics.as_dict())
+    return 0
 
 
 async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -173,7 +235,8 @@ async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     name = resolve_name(cfg.source.name, os.environ)
     if name == "stdin":
         raise UsageError("chat reads questions from stdin; choose --source anthropic or demo")
-    open_source(name, cfg, "?")  # checks the source's settings (the key) before the first question
+    _check_stdin()
+    check_source(name, cfg, "?")  # the source's settings (the key) before the first question
     if args.out is not None:
         if args.out.exists() and not args.out.is_dir():
             raise UsageError(f"--out {args.out} is a file; chat writes a WAV per answer into a DIR")
@@ -221,6 +284,8 @@ def run(
     argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """Run the command line; return the exit code."""
+    if stderr is None and isinstance(sys.stderr, io.TextIOWrapper):
+        sys.stderr.reconfigure(errors="backslashreplace")  # a message never fails to print
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     args = _parser().parse_args(argv)
@@ -239,20 +304,16 @@ def run(
     except VoicestreamError as e:
         if args.debug:
             traceback.print_exc(file=stderr)
-        print(f"voicestream: {e}", file=stderr)
+        print(f"voicestream: {redact(str(e))}", file=stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return stopping.exit_code()
     except Exception as e:
         if args.debug:
             raise
         print(
-            f"voicestream: unexpected error: {type(e).__name__}: {e} (run with --debug for the "
-            "traceback)",
+            f"voicestream: unexpected error: {type(e).__name__}: {redact(str(e))} (run with "
+            "--debug for the traceback)",
             file=stderr,
         )
         return 1
-
-
-def main() -> Any:
-    sys.exit(run())

@@ -15,6 +15,7 @@ far behind the text. A dumb terminal or a pipe gets the text only.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import termios
@@ -85,6 +86,54 @@ class Keyboard:
             termios.tcsetattr(self.fd, termios.TCSANOW, saved)
 
 
+class SafeOutput:
+    """A text stream for captions that never stops the speech.
+
+    When the reader goes away (``| head``: a broken pipe) or the stream cannot be
+    written any more, captions stop quietly
+    and the stream's descriptor is pointed at /dev/null, so nothing fails at exit
+    either; a character the stream cannot encode (``PYTHONIOENCODING=ascii``) is
+    written as ``?``.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.gone = False
+
+    def isatty(self) -> bool:
+        return not self.gone and self.out.isatty()
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                try:
+                    self.out.write(text)
+                except UnicodeEncodeError:
+                    encoding = self.out.encoding or "ascii"
+                    self.out.write(text.encode(encoding, "replace").decode(encoding))
+            except OSError:
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.out.flush()
+            except OSError:
+                self._lost()
+
+    def _lost(self) -> None:
+        """The reader is gone (or the disk full): no more captions, and nothing
+        left in the stream's buffer to fail when Python exits."""
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
 def _width(char: str) -> int:
     if unicodedata.combining(char) or unicodedata.category(char) in ("Cc", "Cf"):
         return 0
@@ -94,7 +143,7 @@ def _width(char: str) -> int:
 class Captions:
     """Live captions on ``out``; ``ansi`` adds the status line of what is being spoken."""
 
-    def __init__(self, out: TextIO, ansi: bool | None = None) -> None:
+    def __init__(self, out: TextIO | SafeOutput, ansi: bool | None = None) -> None:
         self.out = out
         if ansi is None:
             ansi = out.isatty() and os.environ.get("TERM", "dumb") not in ("", "dumb")
