@@ -241,3 +241,34 @@ def test_nothing_is_lost_or_duplicated_whatever_is_cancelled(
         for who in range(len(senders)):
             mine = [n for w, n in got if w == who]
             assert mine == sorted(mine)
+
+
+@pytest.mark.parametrize("policy", [Fixed(1), Adaptive(1, 4096, 100.0)], ids=["fixed", "adaptive"])
+@pytest.mark.parametrize(
+    "cancel_first", [False, True], ids=["wake-then-cancel", "cancel-then-wake"]
+)
+async def test_a_woken_sender_cancelled_in_the_same_tick_delivers_iff_send_returned(
+    policy: Fixed | Adaptive, cancel_first: bool
+) -> None:
+    send, receive = open_channel(policy, len)
+    send.send_nowait("a")  # full
+    returned = False
+
+    async def sender(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        nonlocal returned
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await send.send("b")
+            returned = True
+
+    async with trio.open_nursery() as nursery:
+        scope = await nursery.start(sender)
+        await trio.testing.wait_all_tasks_blocked()  # the sender is parked
+        if cancel_first:
+            scope.cancel()
+        assert receive.receive_nowait() == "a"  # makes room: wakes the sender
+        if not cancel_first:
+            scope.cancel()  # same tick: no checkpoint in between
+    send.close()
+    delivered = [item async for item in receive]
+    assert delivered == (["b"] if returned else [])
