@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/latency.py [--runs N]
 
 Measures, over N runs each, through the real CLI and the real espeak-ng:
+- start-up: from starting the process to the request reaching the (loopback) model, to
+  the first text printed and to the first audio in the WAV, for each source;
 - ttft_s, ttfa_s and ttfa_s - ttft_s (the pipeline's own delay to first audio) for the demo
   source and for the anthropic source against the loopback server of the tests, streaming
   at ~60 tokens/s;
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pty
 import signal
 import statistics
 import subprocess
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import fake_anthropic
@@ -57,6 +61,58 @@ def ctrl_c_latency(workdir: Path) -> float:
     return time.perf_counter() - start
 
 
+def startup(args: list[str], env: dict[str, str], workdir: Path, fake: Any) -> dict[str, float]:
+    """Seconds from process start to the first request, first text and first audio."""
+    out = workdir / "s.wav"
+    out.unlink(missing_ok=True)
+    requests = len(fake.requests)
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [*CLI, *args, "--out", str(out)], env=env, cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    figures: dict[str, float] = {}
+    while "audio" not in figures and process.poll() is None:
+        now = time.monotonic() - start
+        if "request" not in figures and len(fake.requests) > requests:
+            figures["request"] = fake.requests[requests].received_at - start
+        if "text" not in figures and process.stdout.read(1):
+            figures["text"] = now
+        if out.exists() and out.stat().st_size > 44:
+            figures["audio"] = now
+        time.sleep(0.002)
+    process.wait(timeout=60)
+    return figures
+
+
+def chat_startup(env: dict[str, str], workdir: Path, fake: Any) -> tuple[float, float]:
+    """``voicestream chat`` on a pseudo-terminal with the anthropic source: seconds from
+    start to the prompt, and from Enter (typed 2 s later, as a person would) to the request."""
+    start = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(workdir)
+        argv = [sys.executable, "-m", "voicestream", "chat", "--out", str(workdir)]
+        os.execve(argv[0], argv, env | {"TERM": "dumb"})
+    output = b""
+    while b"> " not in output:
+        output += os.read(fd, 4096)
+    prompt = time.monotonic() - start
+    time.sleep(2.0)  # typing the question
+    requests = len(fake.requests)
+    enter = time.monotonic()
+    os.write(fd, b"Hello?\r")
+    while len(fake.requests) == requests:
+        time.sleep(0.002)
+    to_request = fake.requests[requests].received_at - enter
+    os.kill(pid, signal.SIGTERM)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return prompt, to_request
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms (max {max(values) * 1000:.0f})"
 
@@ -72,6 +128,21 @@ def main() -> None:
     api_env = ENV | {"ANTHROPIC_API_KEY": "sk-benchmark", "ANTHROPIC_BASE_URL": fake.base_url}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        starts = []
+        for name, args, env in (
+            ("demo", ["--source", "demo"], ENV),
+            ("anthropic (loopback)", ["question", "--source", "anthropic"], api_env),
+        ):
+            runs_ = [startup(args, env, workdir, fake) for _ in range(runs)]
+            starts.append(
+                (
+                    name,
+                    summary([r["request"] for r in runs_]) if "request" in runs_[0] else "-",
+                    summary([r["text"] for r in runs_]),
+                    summary([r["audio"] for r in runs_]),
+                )
+            )
+        chats = [chat_startup(api_env, workdir, fake) for _ in range(runs)]
         for name, args, env in (
             ("demo", ["--source", "demo"], ENV),
             ("anthropic (loopback, 60 tok/s)", ["question", "--source", "anthropic"], api_env),
@@ -84,6 +155,15 @@ def main() -> None:
         interrupts = [ctrl_c_latency(workdir) for _ in range(runs)]
     fake.close()
     print(f"{runs} runs each, median (max)\n")
+    print("| source | start to request | start to first text | start to first audio |")
+    print("|---|---|---|---|")
+    for row in starts:
+        print("| " + " | ".join(row) + " |")
+    prompt, request = zip(*chats, strict=True)
+    print(
+        f"\nchat (anthropic): start to prompt {summary(list(prompt))}; Enter (2 s later) to "
+        f"request {summary(list(request))}\n"
+    )
     print("| source | ttft_s | ttfa_s | ttfa_s - ttft_s |")
     print("|---|---|---|---|")
     for row in rows:
