@@ -313,6 +313,19 @@ def test_ctrl_c_at_any_moment_is_exit_130_without_a_traceback(
     assert b"Traceback" not in stderr and stderr.count(b"\n") <= 1
 
 
+def test_ctrl_c_stops_also_when_started_with_it_ignored(cli: Cli, tmp_path: Path) -> None:
+    # A background job of a shell without job control starts with SIGINT ignored.
+    process = subprocess.Popen(
+        cli.argv("say", "--source", "demo", "--out", str(tmp_path / "a.wav")),
+        env=cli.env, cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    time.sleep(0.2)  # while it is still starting
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+
+
 def test_a_wav_killed_mid_answer_has_a_header_that_matches_its_data(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -25,7 +25,13 @@ def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Make SIGTERM and SIGHUP interrupt like Ctrl-C until trio receives them."""
+    """Make SIGTERM and SIGHUP interrupt like Ctrl-C until trio receives them.
+
+    Ctrl-C is handled even when the parent started us with it ignored (a background
+    job of a shell without job control): trio's signal receiver handles it once an
+    answer runs anyway, and a stop signal must mean the same at every moment.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in SIGNALS[1:]:
         signal.signal(signum, _as_ctrl_c)
 
