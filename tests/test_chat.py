@@ -304,7 +304,7 @@ async def test_no_audio_reaches_the_sink_once_the_answer_is_stopped(
     chat = chat_module.Chat(config, "demo", Keys(), io.StringIO(), io.StringIO(), tmp_path)
     assert await chat.run() == 0
     stop = events.index("stop")
-    assert "write" in events[:stop] and events[stop + 1 :] == ["close"]
+    assert "write" in events[:stop] and set(events[stop + 1 :]) == {"close"}  # may close twice
 
 
 PRELOAD_SCRIPT = """

@@ -14,10 +14,12 @@ from wavcheck import read_wav
 from voicestream.audio import Audio
 from voicestream.channels import Fixed
 from voicestream.chunker import SentenceChunker
-from voicestream.config import BuffersConfig, DemoConfig
+from voicestream.config import BuffersConfig, Config, DemoConfig
 from voicestream.errors import SourceError
 from voicestream.pipeline import Buffers, Metrics, speak
+from voicestream.runner import Answer, Chunk, Event, Finished
 from voicestream.sinks.wav import WavSink
+from voicestream.sources import BaseSource
 from voicestream.sources.demo import DemoSource
 from voicestream.tts.silent import SilentSynthesizer
 
@@ -50,8 +52,9 @@ class RecordingSink:
         self.closed = True
 
 
-class ListSource:
+class ListSource(BaseSource):
     def __init__(self, pieces: list[str], gap: float = 0.01, fail_after: int | None = None) -> None:
+        super().__init__()
         self.pieces, self.gap, self.fail_after = pieces, gap, fail_after
         self.sent = 0
 
@@ -96,8 +99,30 @@ async def test_source_failure_keeps_what_arrived_then_raises(clock: trio.testing
         )  # fmt: skip
     spoken = [a.text for a in sink.written if a.text]
     assert spoken == ["One sentence here.", "Another sentence is"]
-    assert captions.getvalue() == "One sentence here. Another sentence is \n"
+    assert captions.getvalue() == "One sentence here. Another sentence is "  # what arrived
     assert metrics.chunks == 2 and sink.closed
+
+
+async def test_an_answer_that_fails_ends_its_caption_line_and_reports_the_error(
+    clock: trio.testing.MockClock,
+) -> None:
+    sink, captions = RecordingSink(), io.StringIO()
+    pieces = ["One sentence ", "here. Another ", "sentence is ", "never finished."]
+    events: list[Event] = []
+    answer = Answer(
+        ListSource(pieces, fail_after=3), SilentSynthesizer(), sink, Config(),
+        captions=captions, on_event=events.append,
+    )  # fmt: skip
+    result = await answer.run()
+    assert result.outcome == "failed" and isinstance(result.error, SourceError)
+    assert captions.getvalue() == "One sentence here. Another sentence is \n"
+    assert result.text == "One sentence here. Another sentence is "  # the line end is not text
+    assert [e.text for e in events if isinstance(e, Chunk)] == [
+        "One sentence here.",
+        "Another sentence is",
+    ]
+    assert isinstance(events[-1], Finished) and events[-1].outcome == "failed"
+    assert sink.closed
 
 
 class BrokenSynthesizer(SilentSynthesizer):

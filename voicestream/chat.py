@@ -27,11 +27,10 @@ import trio
 
 from . import stopping
 from .audio import Audio
-from .chunker import SentenceChunker
 from .config import Config, check
 from .errors import UsageError, VoicestreamError, redact, root_cause
-from .pipeline import Buffers, Metrics, speak
 from .playback import Playback
+from .runner import Answer, Result
 from .sinks import open_sink
 from .sinks.wav import WavSink
 from .sources import Source, open_source, preload
@@ -85,7 +84,7 @@ class Chat:
         self.asked = 0
         self.last: Playback | None = None
         self.synthesizer: Synthesizer | None = None
-        self.answering: trio.CancelScope | None = None
+        self.answering: Answer | None = None
         self.stopping = False
         self.exit_code = 0
         self.leaving = 0  # the exit code of a stop signal: quit after the answer
@@ -124,12 +123,12 @@ class Chat:
                     self.exit_code = self.leaving = stopping.exit_code(signum)
                     if self.answering is not None:
                         self.stopping = True
-                        self.answering.cancel()
+                        self.answering.stop()
                     else:
                         everything.cancel()
                 elif self.answering is not None and not self.stopping:
                     self.stopping = True
-                    self.answering.cancel()
+                    self.answering.stop()
                 else:  # at the prompt, or a second Ctrl-C while stopping
                     self.exit_code = 130 if self.answering is not None else 0
                     everything.cancel()
@@ -162,13 +161,6 @@ class Chat:
         assert self.synthesizer is not None
         source = self._open_source(question)
         self.asked += 1
-        check_cost = getattr(source, "check_cost", None)
-        if check_cost is not None:
-            try:
-                await check_cost()
-            except VoicestreamError as e:
-                self.say(f"voicestream: {e}")
-                return
         path = None
         if self.out_dir is not None:
             path = self.out_dir / f"answer-{self.number:03d}.wav"
@@ -176,38 +168,28 @@ class Chat:
         rate = self.synthesizer.sample_rate
         sink = open_sink("wav" if path else "speaker", rate, self.config.output, path)
         playback = Playback(sink, rate)
-        text = _Recorder(self.captions)
-        error: VoicestreamError | None = None
-        with trio.CancelScope() as answering:
-            self.answering, self.stopping = answering, False
-            try:
-                with self.keyboard.keys():
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._stop_on_key, answering)
-                        nursery.start_soon(self._follow, playback)
-                        try:
-                            await speak(
-                                source,
-                                self.synthesizer,
-                                playback,
-                                captions=text,
-                                buffers=Buffers.from_config(self.config.buffers),
-                                chunker=SentenceChunker(**dataclasses.asdict(self.config.chunker)),
-                                metrics=Metrics(),
-                            )
-                        except Exception as e:  # a failed answer never ends the chat
-                            cause = root_cause(e)
-                            error = (
-                                cause
-                                if isinstance(cause, VoicestreamError)
-                                else VoicestreamError(
-                                    f"the answer failed: {type(cause).__name__}: {cause}"
-                                )
-                            )
-                        nursery.cancel_scope.cancel()
-            finally:
-                self.answering = None
-        self._finish(question, text.text(), playback, answering.cancelled_caught, error, path)
+        answer = Answer(source, self.synthesizer, playback, self.config, captions=self.captions)
+        self.answering, self.stopping = answer, False
+        try:
+            with self.keyboard.keys():
+                async with trio.open_nursery() as helpers:
+                    helpers.start_soon(self._stop_on_key, answer)
+                    helpers.start_soon(self._follow, playback)
+                    try:
+                        result = await answer.run()
+                    except Exception as e:  # a failed answer never ends the chat
+                        cause = root_cause(e)
+                        error = VoicestreamError(
+                            f"the answer failed: {type(cause).__name__}: {cause}"
+                        )
+                        result = Result("failed", "".join(answer.pieces), answer.metrics, error)
+                    helpers.cancel_scope.cancel()
+        finally:
+            self.answering = None
+        for notice in result.notices:
+            self.say(f"voicestream: {notice}")
+        interrupted = result.outcome == "stopped"
+        self._finish(question, result.text.strip(), playback, interrupted, result.error, path)
 
     def _finish(
         self,
@@ -253,10 +235,10 @@ class Chat:
             with self.transcript.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
 
-    async def _stop_on_key(self, answering: trio.CancelScope) -> None:
+    async def _stop_on_key(self, answer: Answer) -> None:
         await self.keyboard.stop_key()
         self.stopping = True
-        answering.cancel()
+        answer.stop()
 
     async def _follow(self, playback: Playback) -> None:
         """Keep the status line on the sentence being played."""
@@ -320,21 +302,3 @@ class Chat:
         wav.salvage(audio)  # stored at once, header and all
         wav.close()
         self.say(f"voicestream: saved {audio.seconds:.1f} s to {wav.path}")
-
-
-class _Recorder:
-    """Passes captions on and keeps the answer's text as the model wrote it."""
-
-    def __init__(self, captions: Captions) -> None:
-        self.captions = captions
-        self.pieces: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.pieces.append(text)
-        return self.captions.write(text)
-
-    def flush(self) -> None:
-        self.captions.flush()
-
-    def text(self) -> str:
-        return "".join(self.pieces).strip()

@@ -8,7 +8,6 @@ line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import importlib.util
 import io
@@ -23,14 +22,14 @@ import trio
 
 from . import config as configuration
 from . import stopping
-from .chunker import SentenceChunker
 from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
-from .pipeline import Buffers, Metrics, speak
+from .pipeline import Metrics
+from .runner import Answer
 from .sinks import Sink, open_sink, wav
 from .sinks.wav import open_regular
 from .sources import SOURCES, check_source, open_source, preload, resolve_name
 from .terminal import SafeOutput
-from .tts import ENGINES, Synthesizer, open_synthesizer
+from .tts import ENGINES, open_synthesizer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,36 +137,32 @@ class MetricsFile:
             os.close(self._fd)
 
 
-async def _watch_signals(scope: trio.CancelScope, stopped: list[int]) -> None:
-    """Ctrl-C, SIGTERM and SIGHUP stop the answer (its audio and metrics are kept)."""
-    with trio.open_signal_receiver(*stopping.SIGNALS) as signals:
-        async for signum in signals:
-            stopped.append(signum)
-            scope.cancel()
-
-
-def _notices(source: Any, metrics: Metrics, stderr: TextIO) -> None:
-    for notice in getattr(source, "notices", []):
-        print(f"voicestream: {redact(notice)}", file=stderr)
-    if any(c.hard_cap_waits for c in metrics.channels.values()):
-        print(
-            "voicestream: the text buffer reached buffers.text_hard_cap; the model's "
-            "stream was held back (raise the cap if the API timed out)",
-            file=stderr,
-        )
-
-
 async def _say(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     stopped: list[int] = []
+    running: list[Answer] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, nursery.cancel_scope, stopped)
-        code = await _say_one(args, stdout, stderr, stopped)
+        nursery.start_soon(_watch_signals, nursery.cancel_scope, stopped, running)
+        code = await _say_one(args, stdout, stderr, running)
         nursery.cancel_scope.cancel()
     return stopping.exit_code(stopped[0]) if stopped else code
 
 
+async def _watch_signals(
+    getting_ready: trio.CancelScope, stopped: list[int], running: list[Answer]
+) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP stop the answer (its audio and metrics are kept);
+    before it starts, they stop the getting ready."""
+    with trio.open_signal_receiver(*stopping.SIGNALS) as signals:
+        async for signum in signals:
+            stopped.append(signum)
+            if running:
+                running[0].stop()
+            else:
+                getting_ready.cancel()
+
+
 async def _say_one(
-    args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stopped: list[int]
+    args: argparse.Namespace, stdout: TextIO, stderr: TextIO, running: list[Answer]
 ) -> int:
     cfg = configuration.load(args.config, os.environ, _flags(args))
     name = resolve_name(cfg.source.name, os.environ)
@@ -188,42 +183,27 @@ async def _say_one(
         )
     metrics_file = MetricsFile(args.metrics) if args.metrics is not None else None
     sink: Sink | None = None
-    metrics = Metrics()
-    source: Any = None
     try:
         async with trio.open_nursery() as loading:
             if name == "anthropic":
                 loading.start_soon(preload, name)  # the SDK loads while the rest opens
-            synthesizer: Synthesizer = await open_synthesizer(cfg.voice)
+            synthesizer = await open_synthesizer(cfg.voice)
             sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
             sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
-        source = open_source(name, cfg, prompt)
-        check_cost = getattr(source, "check_cost", None)
-        if check_cost is not None:
-            await check_cost()  # the first request, and only when the guard is on
-        completed = False
-        try:
-            await speak(
-                source,
-                synthesizer,
-                sink,
-                captions=SafeOutput(stdout),
-                buffers=Buffers.from_config(cfg.buffers),
-                chunker=SentenceChunker(**dataclasses.asdict(cfg.chunker)),
-                metrics=metrics,
-            )
-            completed = True
-        finally:
-            if completed or stopped:  # stopped by a signal: what happened is worth saying
-                _notices(source, metrics, stderr)
+        answer = Answer(
+            open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout)
+        )
+        running.append(answer)
+        result = await answer.run()
     finally:
         if sink is not None:
             sink.close()
-        report = getattr(source, "report", None)
-        if report is not None:
-            metrics.source = report()
         if metrics_file is not None:
-            metrics_file.write(metrics.as_dict())
+            metrics_file.write((running[0].metrics if running else Metrics()).as_dict())
+    for notice in result.notices:
+        print(f"voicestream: {redact(notice)}", file=stderr)
+    if result.error is not None:
+        raise result.error
     return 0
 
 

@@ -166,11 +166,16 @@ async def speak(
     buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,
+    on_chunk: Callable[[int, str, float, float], None] | None = None,
 ) -> Metrics:
     """Speak one answer from ``source`` into ``sink``; return its metrics.
 
     Pass ``metrics`` to have the figures filled in even when this raises.
-    Raises :class:`SourceError` after speaking what arrived if the source failed.
+    ``on_chunk(index, text, start_s, seconds)`` is called as each chunk's audio is
+    ready, with where it starts in the answer's audio. Raises :class:`SourceError`
+    after speaking what arrived if the source failed. Use it through
+    :class:`voicestream.runner.Answer`, which adds the cost check, the events and
+    ``stop()``.
     """
     buffers = buffers or Buffers.from_config(BuffersConfig())
     chunker = chunker if chunker is not None else SentenceChunker()
@@ -179,7 +184,6 @@ async def speak(
     source_error: list[SourceError] = []
 
     async def read_source(out: SendEnd[str]) -> None:
-        last = "\n"
         controls = ControlFilter()  # nothing the model writes can drive the terminal
         async with out:
             try:
@@ -194,14 +198,9 @@ async def speak(
                         if captions is not None:
                             captions.write(piece)
                             captions.flush()
-                            last = piece[-1:] or last
                         await out.send(piece)
             except SourceError as e:
                 source_error.append(e)  # speak what arrived, then report
-            finally:
-                if captions is not None and last != "\n":
-                    captions.write("\n")  # end the caption line, whatever happened
-                    captions.flush()
 
     async def chunk_text(pieces: ReceiveEnd[str], out: SendEnd[str]) -> None:
         async with pieces, out:
@@ -214,12 +213,16 @@ async def speak(
     unsent: list[Audio] = []  # synthesized, but its send was cancelled
 
     async def synthesize(chunks: ReceiveEnd[str], out: SendEnd[Audio]) -> None:
+        synthesized_s = 0.0
         async with chunks, out:
             async for chunk in chunks:
                 # Shielded: a synthesis takes milliseconds, and audio that exists
                 # when the answer is cancelled must not be thrown away.
                 with trio.CancelScope(shield=True):
                     audio = await synthesizer.synthesize(chunk)
+                if on_chunk is not None:
+                    on_chunk(metrics.chunks, chunk, synthesized_s, audio.seconds)
+                synthesized_s += audio.seconds
                 metrics.chunks += 1
                 unsent.extend(blocks(audio, buffers.block_s))
                 metrics.inflight_audio_s = audio.seconds

@@ -45,6 +45,10 @@ class Playback:
     def underrun_s(self) -> float:
         return self.sink.underrun_s
 
+    @property
+    def played_s(self) -> float | None:
+        return self.sink.played_s
+
     async def write(self, audio: Audio) -> None:
         if audio.text:
             self.starts.append(self.written)
@@ -64,7 +68,7 @@ class Playback:
 
     def played(self) -> int:
         """Frames heard so far."""
-        played_s: float | None = getattr(self.sink, "played_s", None)
+        played_s = self.sink.played_s
         if played_s is None:
             return self.written  # a file: stored is as good as heard
         return min(self.written, round(played_s * self.rate))

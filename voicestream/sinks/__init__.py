@@ -7,9 +7,12 @@ unwritable file is a usage error, not a failure halfway through an answer):
 - ``await drain()`` waits until everything handed over has been played or stored;
 - ``salvage(audio) -> bool`` takes audio that was synthesized but not yet handed
   over when the answer was cancelled: a file keeps it (True), a speaker drops it;
-- ``close()`` releases the sink at once; always called, safe to call twice.
+- ``close()`` releases the sink at once; always called, safe to call twice;
+- ``played_s``: seconds a device has played so far, or None for a sink that
+  plays nothing (what it was handed counts as heard);
+- ``underruns``, ``underrun_s``: times (and seconds) a device ran dry mid-answer.
 
-``first_audio`` is trio's clock when the first frame was handed over (or None).
+:class:`BaseSink` has the defaults of a sink that is not a device.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Sink(Protocol):
     @property
     def underrun_s(self) -> float: ...
 
+    @property
+    def played_s(self) -> float | None: ...
+
     async def write(self, audio: Audio) -> None: ...
 
     async def drain(self) -> None: ...
@@ -40,11 +46,16 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class NullSink:
-    """Discards audio (text-only runs, benchmarks)."""
+class BaseSink:
+    """The defaults of a sink that is not a device: it never runs dry, plays nothing
+    (``played_s`` None), has nothing to drain, keeps nothing salvaged."""
 
     underruns = 0
     underrun_s = 0.0
+
+    @property
+    def played_s(self) -> float | None:
+        return None
 
     async def write(self, audio: Audio) -> None:
         pass
@@ -57,6 +68,10 @@ class NullSink:
 
     def close(self) -> None:
         pass
+
+
+class NullSink(BaseSink):
+    """Discards audio (text-only runs, benchmarks)."""
 
 
 def open_sink(name: str, rate: int, config: OutputConfig, path: Path | None = None) -> Sink:

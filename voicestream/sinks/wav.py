@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..audio import Audio
 from ..errors import SinkError, UsageError
+from . import BaseSink
 
 HEADER_BYTES = 44
 MAX_DATA_BYTES = 0xFFFFFFFF - (HEADER_BYTES - 8)  # the RIFF chunk's size must fit 32 bits
@@ -63,10 +64,7 @@ def describe(error: OSError) -> str:
     return "no space left on device" if error.errno == 28 else (error.strerror or str(error))
 
 
-class WavSink:
-    underruns = 0
-    underrun_s = 0.0
-
+class WavSink(BaseSink):
     def __init__(self, path: Path, rate: int, max_data_bytes: int = MAX_DATA_BYTES) -> None:
         self.path = path
         self.rate = rate
@@ -120,9 +118,6 @@ class WavSink:
     async def write(self, audio: Audio) -> None:
         # A few hundred kB to the page cache: not worth a thread.
         self._store(audio)
-
-    async def drain(self) -> None:
-        pass
 
     def salvage(self, audio: Audio) -> bool:
         try:

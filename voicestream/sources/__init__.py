@@ -1,15 +1,18 @@
 """Text sources: async iterators of text pieces, as the model writes them.
 
-A source has one method, ``stream()``, an async generator of text pieces.
-Sources are chosen by name (``demo``, ``anthropic``, ``stdin``); ``auto``
-means ``anthropic`` when ``ANTHROPIC_API_KEY`` is set, else ``demo``.
+A source's one essential method is ``stream()``, an async generator of text
+pieces; the rest of :class:`Source` (a cost check before generating, notices
+for the person, a usage report for the metrics) has do-nothing defaults in
+:class:`BaseSource`, which every source here builds on. Sources are chosen by
+name (``demo``, ``anthropic``, ``stdin``); ``auto`` means ``anthropic`` when
+``ANTHROPIC_API_KEY`` is set, else ``demo``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -21,7 +24,51 @@ SOURCES = ("auto", "demo", "anthropic", "stdin")
 
 
 class Source(Protocol):
-    def stream(self) -> AsyncGenerator[str]: ...
+    notices: list[str]  # one line each, for the person, once the answer is over
+
+    def stream(self) -> AsyncGenerator[str]:
+        """The answer's text, piece by piece as the model writes it."""
+        ...
+
+    async def check_cost(self) -> None:
+        """Refuse (:class:`UsageError`) before anything is generated, if it would cost
+        too much; may be a request of its own."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """What the answer used and cost, for the metrics (never a key)."""
+        ...
+
+
+class BaseSource:
+    """Do-nothing defaults for everything of a :class:`Source` but ``stream()``."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+
+    def stream(self) -> AsyncGenerator[str]:
+        raise NotImplementedError
+
+    async def check_cost(self) -> None:
+        return None
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+
+class TextSource(BaseSource):
+    """Any text: a string, or an async iterable of pieces (an LLM stream)."""
+
+    def __init__(self, text: str | AsyncIterable[str]) -> None:
+        super().__init__()
+        self.text = text
+
+    async def stream(self) -> AsyncGenerator[str]:
+        if isinstance(self.text, str):
+            yield self.text
+            return
+        async for piece in self.text:
+            yield piece
 
 
 def resolve_name(name: str, environ: Mapping[str, str]) -> str:

@@ -18,6 +18,7 @@ import trio
 from ..config import AnthropicConfig
 from ..errors import SourceError, UsageError
 from ..tools import TOOLS, run_tool
+from . import BaseSource
 
 STATUS_CAUSES = {  # status: (what went wrong, what to do)
     400: ("the API rejected the request", "check the model name and the settings"),
@@ -101,7 +102,7 @@ def resumable(error: BaseException) -> bool:
     return False
 
 
-class AnthropicSource:
+class AnthropicSource(BaseSource):
     """One answer from the Messages API, resumed where it broke off if the stream fails.
 
     On a mid-answer failure (the connection drops, the response ends without
@@ -115,10 +116,10 @@ class AnthropicSource:
     def __init__(
         self, config: AnthropicConfig, prompt: str, history: list[dict[str, Any]] | None = None
     ) -> None:
+        super().__init__()
         self.config = config
         self.prompt = prompt
         self.history = list(history or [])  # earlier turns of a conversation
-        self.notices: list[str] = []  # one-line notices for stderr, after the answer
         self.resumes = 0
         self.usage: dict[str, int] = {
             "input_tokens": 0,

@@ -15,6 +15,7 @@ from importlib import resources
 import trio
 
 from ..config import DemoConfig
+from . import BaseSource
 
 
 def demo_answer() -> str:
@@ -42,8 +43,9 @@ def tokens(text: str, rng: random.Random) -> Iterator[str]:
         i += n
 
 
-class DemoSource:
+class DemoSource(BaseSource):
     def __init__(self, config: DemoConfig, text: str | None = None) -> None:
+        super().__init__()
         self.config = config
         self.text = demo_answer() if text is None else text
 

@@ -14,9 +14,12 @@ from collections.abc import AsyncGenerator
 
 import trio
 
+from . import BaseSource
 
-class StdinSource:
+
+class StdinSource(BaseSource):
     def __init__(self, fd: int = 0, read_size: int = 4096) -> None:
+        super().__init__()
         self.fd = fd
         self.read_size = read_size
         self._limiter = trio.CapacityLimiter(1)

@@ -1,0 +1,193 @@
+"""One answer, start to end: the one way voicestream speaks.
+
+``say``, ``chat`` and the public API (:mod:`voicestream.api`) run every answer
+through :class:`Answer`; none of them builds the pipeline::
+
+    answer = Answer(source, synthesizer, sink, config, captions=sys.stdout)
+    result = await answer.run()       # in a trio task
+    answer.stop()                     # from any other task: a barge-in, a signal
+
+An answer:
+
+1. runs the source's cost check (a request of its own, only when the guard is on);
+2. speaks through the pipeline (:mod:`voicestream.pipeline`) into the sink, the
+   captions getting the text as the model writes it;
+3. whatever happens, closes the sink and completes the metrics (with the source's
+   usage report), and collects the source's notices;
+4. reports as it goes to ``on_event``: :class:`Text` as the model writes,
+   :class:`Chunk` when a chunk's audio is ready (where it starts in the answer's
+   audio), :class:`Notice`, and last one :class:`Finished`.
+
+A failure the person should hear about (:class:`VoicestreamError`) is not raised:
+it is the result's ``error``, with outcome ``"failed"``. ``stop()`` ends the answer
+at once: the model's stream is closed, queued text and audio are dropped (or
+salvaged, by a sink that keeps them), and the outcome is ``"stopped"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import trio
+
+from .chunker import SentenceChunker
+from .config import Config
+from .errors import VoicestreamError, root_cause
+from .pipeline import Buffers, Captions, Metrics, speak
+from .sinks import Sink
+from .sources import Source
+from .tts import Synthesizer
+
+Outcome = Literal["done", "stopped", "failed"]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of the answer as the model wrote it (control characters removed)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk's audio is ready: it starts ``audio_start_s`` into the answer's audio."""
+
+    index: int
+    text: str
+    audio_start_s: float
+    audio_s: float
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the person should know once the answer is over (one line)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    outcome: Outcome
+    metrics: dict[str, Any]
+    error: str | None = None
+
+
+Event = Text | Chunk | Notice | Finished
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    text: str  # everything the model wrote
+    metrics: Metrics
+    error: VoicestreamError | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+HARD_CAP_NOTICE = (
+    "the text buffer reached buffers.text_hard_cap; the model's stream was held back "
+    "(raise the cap if the API timed out)"
+)
+
+
+class Answer:
+    """One answer from ``source``, spoken by ``synthesizer`` into ``sink``."""
+
+    def __init__(
+        self,
+        source: Source,
+        synthesizer: Synthesizer,
+        sink: Sink,
+        config: Config,
+        *,
+        captions: Captions | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.synthesizer = synthesizer
+        self.sink = sink
+        self.config = config
+        self.captions = captions
+        self.on_event = on_event or (lambda event: None)
+        self.metrics = Metrics()
+        self.pieces: list[str] = []
+        self._scope = trio.CancelScope()
+        self.stopped = False
+
+    def stop(self) -> None:
+        """End the answer now (safe to call before it starts, and more than once)."""
+        self.stopped = True
+        self._scope.cancel()
+
+    async def run(self) -> Result:
+        """Run the answer to its end; see the module docstring."""
+        error: VoicestreamError | None = None
+        try:
+            with self._scope:
+                try:
+                    await self.source.check_cost()
+                    await speak(
+                        self.source,
+                        self.synthesizer,
+                        self.sink,
+                        captions=_Recorder(self),
+                        buffers=Buffers.from_config(self.config.buffers),
+                        chunker=SentenceChunker(**dataclasses.asdict(self.config.chunker)),
+                        metrics=self.metrics,
+                        on_chunk=self._chunk,
+                    )
+                except Exception as e:
+                    cause = root_cause(e)
+                    if not isinstance(cause, VoicestreamError):
+                        raise
+                    error = cause
+        finally:
+            self._end_line()
+            self.sink.close()
+            self.metrics.source = self.source.report()
+        outcome: Outcome = "failed" if error else "stopped" if self.stopped else "done"
+        notices = self._notices() if outcome != "failed" else []
+        for notice in notices:
+            self.on_event(Notice(notice))
+        self.on_event(Finished(outcome, self.metrics.as_dict(), str(error) if error else None))
+        return Result(outcome, "".join(self.pieces), self.metrics, error, notices)
+
+    def _end_line(self) -> None:
+        """End the captions' line, whatever happened (not part of the answer's text)."""
+        if self.captions is not None and self.pieces and not self.pieces[-1].endswith("\n"):
+            with contextlib.suppress(OSError):
+                self.captions.write("\n")
+                self.captions.flush()
+
+    def _notices(self) -> list[str]:
+        notices = list(self.source.notices)
+        if any(c.hard_cap_waits for c in self.metrics.channels.values()):
+            notices.append(HARD_CAP_NOTICE)
+        return notices
+
+    def _chunk(self, index: int, text: str, start_s: float, seconds: float) -> None:
+        self.on_event(Chunk(index, text, start_s, seconds))
+
+
+class _Recorder:
+    """The captions, passed on; the answer's text kept; a Text event for each piece."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    def write(self, text: str) -> int:
+        answer = self.answer
+        answer.pieces.append(text)
+        answer.on_event(Text(text))
+        if answer.captions is not None:
+            answer.captions.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.answer.captions is not None:
+            with contextlib.suppress(OSError):
+                self.answer.captions.flush()
