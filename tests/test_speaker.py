@@ -173,3 +173,25 @@ def test_reaching_the_text_hard_cap_is_reported(pulse: dict[str, Any], tmp_path:
     assert process.stderr is not None
     stderr = process.stderr.read().decode()
     assert "text_hard_cap" in stderr and stderr.count("\n") == 1
+
+
+def test_out_and_play_at_once_store_and_play_the_same_speech(
+    pulse: dict[str, Any], tmp_path: Path
+) -> None:
+    cli = Cli(pulse["env"], tmp_path)
+    out, only, recording = tmp_path / "both.wav", tmp_path / "only.wav", tmp_path / "rec.wav"
+    assert cli.run("say", "-", "--out", str(only), input=TEXT).returncode == 0
+    rate, expected = read_wav(only)
+    expected_s = voiced_fraction(expected, rate) * len(expected) / rate
+    recorder = record(pulse, recording)
+    result = cli.run("say", "-", "--out", str(out), "--play", input=TEXT)
+
+    def recorded_s() -> float:
+        _, heard = read_wav_lenient(recording)
+        return voiced_fraction(heard, rate) * len(heard) / rate
+
+    wait_for(lambda: recorded_s() >= 0.9 * expected_s)  # it was played, all of it
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert len(read_wav(out)[1]) == pytest.approx(len(expected), rel=0.01)  # and stored

@@ -25,7 +25,7 @@ from . import stopping
 from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
 from .pipeline import Metrics
 from .runner import Answer
-from .sinks import Sink, open_sink, wav
+from .sinks import Sink, open_output, wav
 from .sinks.wav import open_regular
 from .sources import SOURCES, check_source, open_source, preload, resolve_name
 from .terminal import SafeOutput
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     say = commands.add_parser("say", parents=[common], help="speak one answer")
     say.add_argument("prompt", nargs="?", default="", help="the question; '-' reads stdin")
     say.add_argument("--out", type=Path, metavar="FILE.wav", help="write a WAV file, no playback")
+    say.add_argument("--play", action="store_true", help="with --out: play it as well")
     say.add_argument("--null", action="store_true", help="discard the audio (captions only)")
     say.add_argument("--metrics", type=Path, metavar="FILE.json", help="write metrics at the end")
 
@@ -188,8 +189,9 @@ async def _say_one(
             if name == "anthropic":
                 loading.start_soon(preload, name)  # the SDK loads while the rest opens
             synthesizer = await open_synthesizer(cfg.voice)
-            sink_name = "null" if args.null else "wav" if args.out is not None else "speaker"
-            sink = open_sink(sink_name, synthesizer.sample_rate, cfg.output, args.out)
+            play = not args.null and (args.out is None or args.play)
+            out = None if args.null else args.out
+            sink = open_output(synthesizer.sample_rate, cfg.output, out, play)
         answer = Answer(
             open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout)
         )

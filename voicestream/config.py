@@ -309,6 +309,7 @@ def load(
     environ: Mapping[str, str] | None = None,
     flags: Layer | None = None,
     cwd: Path | None = None,
+    where: str = "command line",
 ) -> Config:
     """Merge all layers into one checked :class:`Config` (see the module docstring)."""
     layers: list[tuple[str, Layer]] = []
@@ -318,7 +319,7 @@ def load(
     if config_file is not None:
         layers.append((str(config_file), read_file(config_file)))
     layers.append((ENV, read_env(os.environ if environ is None else environ)))
-    layers.append(("command line", validate(flags or {}, "command line")))
+    layers.append((where, validate(flags or {}, where)))
     return replace(Config(), layers, _origins(layers))
 
 

@@ -87,3 +87,54 @@ def open_sink(name: str, rate: int, config: OutputConfig, path: Path | None = No
     if name == "null":
         return NullSink()
     raise UsageError(f"unknown sink '{name}': choose one of {', '.join(SINKS)}")
+
+
+def open_output(rate: int, config: OutputConfig, out: Path | None, play: bool) -> Sink:
+    """The sink for a WAV file (``out``), the speaker (``play``), both, or neither."""
+    if out is not None and play:
+        speaker = open_sink("speaker", rate, config)
+        try:
+            return Both(open_sink("wav", rate, config, out), speaker)
+        except BaseException:
+            speaker.close()
+            raise
+    if out is not None:
+        return open_sink("wav", rate, config, out)
+    return open_sink("speaker" if play else "null", rate, config)
+
+
+class Both(BaseSink):
+    """A file and the speaker at once: each block goes to the file, then the speaker."""
+
+    def __init__(self, file: Sink, speaker: Sink) -> None:
+        self.file, self.speaker = file, speaker
+        self._filed: Audio | None = None  # in the file already; its playing may be cut
+
+    @property
+    def underruns(self) -> int:  # type: ignore[override]
+        return self.speaker.underruns
+
+    @property
+    def underrun_s(self) -> float:  # type: ignore[override]
+        return self.speaker.underrun_s
+
+    @property
+    def played_s(self) -> float | None:
+        return self.speaker.played_s
+
+    async def write(self, audio: Audio) -> None:
+        await self.file.write(audio)
+        self._filed = audio
+        await self.speaker.write(audio)
+
+    async def drain(self) -> None:
+        await self.speaker.drain()
+
+    def salvage(self, audio: Audio) -> bool:
+        return audio is self._filed or self.file.salvage(audio)
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            self.speaker.close()

@@ -1,0 +1,59 @@
+"""The public API: the README's example as it is, and what `import voicestream` offers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from wavcheck import read_wav, voiced_fraction
+
+import voicestream
+
+REPO = Path(__file__).parent.parent
+
+
+def readme_example() -> str:
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- api-example:.*?-->\n```python\n(.*?)```", readme, re.S)
+    assert match, "the README has no API example"
+    return match.group(1)
+
+
+def test_the_readme_example_speaks_a_stream_into_a_wav(cli: Cli, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", readme_example()], capture_output=True, text=True,
+        env=cli.env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    same, audio_s, chunks = result.stdout.split()
+    assert same == "True"  # the result's text is the stream, exactly
+    rate, samples = read_wav(tmp_path / "answer.wav")
+    assert float(audio_s) == pytest.approx(len(samples) / rate, abs=0.01)
+    assert int(chunks) >= 2 and voiced_fraction(samples, rate) > 0.4
+
+
+def test_every_public_name_is_importable_and_listed() -> None:
+    for name in voicestream.__all__:
+        assert getattr(voicestream, name) is not None, name
+    assert "speak" in voicestream.__all__ and "Answer" in dir(voicestream)
+    with pytest.raises(AttributeError):
+        _ = voicestream.no_such_name  # type: ignore[attr-defined]
+
+
+def test_say_without_out_or_play_synthesizes_and_discards() -> None:
+    config = voicestream.load_config(voice={"engine": "silent"})
+    spoken = voicestream.say("One sentence. And another one.", play=False, config=config)
+    assert spoken.text == "One sentence. And another one."
+    assert spoken.metrics["chunks"] >= 1 and spoken.metrics["audio_s"] > 0
+    assert spoken.metrics["underruns"] == 0 and not spoken.stopped
+
+
+def test_load_config_checks_overrides_like_the_command_line() -> None:
+    with pytest.raises(voicestream.UsageError, match=r"load_config\(\): 'voice.rate' must be"):
+        voicestream.load_config(voice={"rate": 5})
+    with pytest.raises(voicestream.UsageError, match=r"unknown key 'voice\.rat'"):
+        voicestream.load_config(voice={"rat": 200})
