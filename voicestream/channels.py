@@ -49,6 +49,8 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from .config import BuffersConfig
+
 T = TypeVar("T")
 
 PATIENCE = 0.8  # of the stall budget: how long an Adaptive sender waits before it grows
@@ -64,17 +66,18 @@ class Unbounded:
     pass
 
 
+# The defaults are the shipped settings ([buffers] in config.toml), defined there once.
 @dataclass(frozen=True)
 class Adaptive:
-    floor: float = 256.0
-    hard_cap: float = 65536.0
-    stall_budget: float = 2.0
+    floor: float = BuffersConfig.text_floor
+    hard_cap: float = BuffersConfig.text_hard_cap
+    stall_budget: float = BuffersConfig.stall_budget_s
 
 
 @dataclass(frozen=True)
 class Jitter:
-    floor: float = 1.0
-    cap: float = 8.0
+    floor: float = BuffersConfig.audio_floor_s
+    cap: float = BuffersConfig.audio_cap_s
     decay: float = 0.002  # of the target, per second without trouble: slowly
 
 

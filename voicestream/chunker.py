@@ -33,7 +33,10 @@ word boundary.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .settings import number
 
 # Abbreviations that are followed by more of the same sentence: never a sentence end.
 NEVER_END = frozenset(
@@ -116,35 +119,44 @@ def _nonspace_at(text: str, start: int) -> int:
     return match.start() if match else len(text)
 
 
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """The chunker's options, and the ``[chunker]`` table of ``config.toml``.
+
+    ``first_fragment_words``: the words a first chunk needs before it may end at a
+    clause mark; ``first_fragment_max_words``: after which a first chunk with no
+    punctuation is cut at a word boundary; ``min_chars`` and ``max_chars``: the
+    lengths below which sentences are merged and above which they are split;
+    ``code_block_phrase``; ``drop_emoji``; ``abbreviations``: more words
+    (lowercase, no final period) after which a period never ends a sentence.
+    """
+
+    first_fragment_words: int = number(4, 1, 100)
+    first_fragment_max_words: int = number(12, 1, 1000)
+    min_chars: int = number(20, 0, 1000)
+    max_chars: int = number(300, 20, 100_000)
+    code_block_phrase: str = CODE_BLOCK_PHRASE
+    drop_emoji: bool = True
+    abbreviations: tuple[str, ...] = ()
+
+
 class SentenceChunker:
     """Turns a token stream into speakable chunks; see the module docstring.
 
-    Options (the ``[chunker]`` table of ``config.toml``): ``first_fragment_words``,
-    the words a first chunk needs before it may end at a clause mark;
-    ``first_fragment_max_words``, after which a first chunk with no punctuation is
-    cut at a word boundary; ``min_chars`` and ``max_chars``, the lengths below which
-    sentences are merged and above which they are split; ``code_block_phrase``;
-    ``drop_emoji``; ``abbreviations``, more words (lowercase, no final period) after
-    which a period never ends a sentence.
+    ``SentenceChunker(config)`` with a :class:`ChunkerConfig`, or options by name
+    (``SentenceChunker(max_chars=200)``) over the defaults.
     """
 
-    def __init__(
-        self,
-        first_fragment_words: int = 4,
-        first_fragment_max_words: int = 12,
-        min_chars: int = 20,
-        max_chars: int = 300,
-        code_block_phrase: str = CODE_BLOCK_PHRASE,
-        drop_emoji: bool = True,
-        abbreviations: Iterable[str] = (),
-    ) -> None:
-        self.first_fragment_words = first_fragment_words
-        self.first_fragment_max_words = first_fragment_max_words
-        self.min_chars = min_chars
-        self.max_chars = max_chars
-        self.code_block_phrase = code_block_phrase
-        self.drop_emoji = drop_emoji
-        self.never_end = NEVER_END | {a.lower().rstrip(".") for a in abbreviations}
+    def __init__(self, config: ChunkerConfig | None = None, /, **options: Any) -> None:
+        config = replace(config or ChunkerConfig(), **options)
+        self.config = config
+        self.first_fragment_words = config.first_fragment_words
+        self.first_fragment_max_words = config.first_fragment_max_words
+        self.min_chars = config.min_chars
+        self.max_chars = config.max_chars
+        self.code_block_phrase = config.code_block_phrase
+        self.drop_emoji = config.drop_emoji
+        self.never_end = NEVER_END | {a.lower().rstrip(".") for a in config.abbreviations}
         self._reset()
 
     def _reset(self) -> None:

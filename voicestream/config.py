@@ -3,8 +3,8 @@
 Precedence, lowest first: built-in defaults, ``./config.toml``, the ``--config``
 file, ``VOICESTREAM_<TABLE>_<KEY>`` environment variables, command-line flags.
 Every layer is checked against the dataclasses below, and the merged result
-against each numeric key's range (``_number``: nan and inf are never valid), each
-named choice (``_one_of``) and the rules between keys (:data:`ORDERED`). A
+against each numeric key's range (``settings.number``: nan and inf are never valid), each
+named choice (``settings.one_of``) and the rules between keys (:data:`ORDERED`). A
 mistake is reported as one line naming where it came from (the file, the
 environment variable or the command line), the key, and the valid values or
 the closest valid key.
@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from .chunker import ChunkerConfig
 from .errors import UsageError
+from .settings import number, one_of
 
 SPEECH_SYSTEM_PROMPT = (
     "Your answer will be read aloud by a speech synthesizer as you write it. "
@@ -31,62 +32,28 @@ SPEECH_SYSTEM_PROMPT = (
 )
 
 
-T = TypeVar("T")
-Number = TypeVar("Number", int, float)
-
 ENGINE_NAMES = ("espeak", "silent")
 POLICY_NAMES = ("adaptive", "fixed", "unbounded")
 SOURCE_NAMES = ("auto", "demo", "anthropic", "stdin")
 
 
 @dataclass(frozen=True)
-class Range:
-    """The valid values of a numeric key: ``low`` to ``high``; ``low`` itself
-    excluded when ``open_low`` (a duration that must not be zero)."""
-
-    low: float
-    high: float
-    open_low: bool = False
-
-    def admits(self, value: float) -> bool:
-        if not math.isfinite(value) or value > self.high:
-            return False
-        return value > self.low if self.open_low else value >= self.low
-
-    def __str__(self) -> str:
-        low, high = _plain(self.low), _plain(self.high)
-        return f"above {low} and at most {high}" if self.open_low else f"from {low} to {high}"
-
-
-def _plain(x: float) -> str:
-    return str(int(x)) if x == int(x) else f"{x:g}"
-
-
-def _number(default: Number, low: float, high: float, *, open_low: bool = False) -> Number:
-    return field(default=default, metadata={"range": Range(low, high, open_low)})
-
-
-def _one_of(default: str, choices: tuple[str, ...]) -> str:
-    return field(default=default, metadata={"choices": choices})
-
-
-@dataclass(frozen=True)
 class SourceConfig:
-    name: str = _one_of("auto", SOURCE_NAMES)
+    name: str = one_of("auto", SOURCE_NAMES)
 
 
 @dataclass(frozen=True)
 class AnthropicConfig:
     model: str = "claude-sonnet-5-5"
-    max_tokens: int = _number(1024, 1, 1_000_000)
+    max_tokens: int = number(1024, 1, 1_000_000)
     system: str = SPEECH_SYSTEM_PROMPT
-    max_retries: int = _number(2, 0, 10)
-    timeout_s: float = _number(60.0, 0, 3600, open_low=True)
-    max_resumes: int = _number(3, 0, 20)
-    resume_backoff_s: float = _number(0.5, 0, 60)
-    max_cost_usd: float = _number(0.0, 0, 10_000)  # 0: no guard
+    max_retries: int = number(2, 0, 10)
+    timeout_s: float = number(60.0, 0, 3600, open_low=True)
+    max_resumes: int = number(3, 0, 20)
+    resume_backoff_s: float = number(0.5, 0, 60)
+    max_cost_usd: float = number(0.0, 0, 10_000)  # 0: no guard
     tools: bool = True  # the calculator
-    max_tool_rounds: int = _number(5, 0, 50)
+    max_tool_rounds: int = number(5, 0, 50)
     # "model:input:output", USD per million tokens
     prices: tuple[str, ...] = (
         "claude-sonnet-5-5:3:15",
@@ -97,45 +64,34 @@ class AnthropicConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    first_token_s: float = _number(0.4, 0, 60)
-    tokens_per_s: float = _number(60.0, 0, 1_000_000, open_low=True)
-    seed: int = _number(-1, -1, 2**31)  # -1: a new random seed each run
-
-
-@dataclass(frozen=True)
-class ChunkerConfig:
-    first_fragment_words: int = _number(4, 1, 100)
-    first_fragment_max_words: int = _number(12, 1, 1000)
-    min_chars: int = _number(20, 0, 1000)
-    max_chars: int = _number(300, 20, 100_000)
-    code_block_phrase: str = "Here is a code block, shown on screen."
-    drop_emoji: bool = True
-    abbreviations: tuple[str, ...] = ()
+    first_token_s: float = number(0.4, 0, 60)
+    tokens_per_s: float = number(60.0, 0, 1_000_000, open_low=True)
+    seed: int = number(-1, -1, 2**31)  # -1: a new random seed each run
 
 
 @dataclass(frozen=True)
 class VoiceConfig:
-    engine: str = _one_of("espeak", ENGINE_NAMES)
+    engine: str = one_of("espeak", ENGINE_NAMES)
     voice: str = ""  # engine default
-    rate: int = _number(180, 80, 500)  # words per minute
+    rate: int = number(180, 80, 500)  # words per minute
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     device: str = ""  # PortAudio output device name or index; "" = the default
-    latency_s: float = _number(0.1, 0, 2, open_low=True)
+    latency_s: float = number(0.1, 0, 2, open_low=True)
 
 
 @dataclass(frozen=True)
 class BuffersConfig:
-    policy: str = _one_of("adaptive", POLICY_NAMES)
-    text_floor: int = _number(32, 1, 2**31)
-    text_hard_cap: int = _number(262144, 4096, 2**31)
-    stall_budget_s: float = _number(3.0, 0, 3600, open_low=True)
-    audio_floor_s: float = _number(2.0, 0, 3600, open_low=True)
-    audio_cap_s: float = _number(10.0, 0, 3600, open_low=True)
-    audio_block_s: float = _number(0.5, 0.01, 10)
-    fixed_capacity: int = _number(16, 1, 1_000_000)
+    policy: str = one_of("adaptive", POLICY_NAMES)
+    text_floor: int = number(32, 1, 2**31)
+    text_hard_cap: int = number(262144, 4096, 2**31)
+    stall_budget_s: float = number(3.0, 0, 3600, open_low=True)
+    audio_floor_s: float = number(2.0, 0, 3600, open_low=True)
+    audio_cap_s: float = number(10.0, 0, 3600, open_low=True)
+    audio_block_s: float = number(0.5, 0.01, 10)
+    fixed_capacity: int = number(16, 1, 1_000_000)
 
 
 @dataclass(frozen=True)

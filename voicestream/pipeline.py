@@ -64,8 +64,8 @@ class Buffers:
 
     text: Policy
     audio: Policy
-    block_s: float = 0.5
-    stall_budget_s: float = 3.0
+    block_s: float = BuffersConfig.audio_block_s
+    stall_budget_s: float = BuffersConfig.stall_budget_s
 
     @classmethod
     def from_config(cls, config: BuffersConfig) -> Buffers:

@@ -27,7 +27,6 @@ salvaged, by a sink that keeps them), and the outcome is ``"stopped"``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -136,7 +135,7 @@ class Answer:
                         self.sink,
                         captions=_Recorder(self),
                         buffers=Buffers.from_config(self.config.buffers),
-                        chunker=SentenceChunker(**dataclasses.asdict(self.config.chunker)),
+                        chunker=SentenceChunker(self.config.chunker),
                         metrics=self.metrics,
                         on_chunk=self._chunk,
                     )
