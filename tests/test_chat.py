@@ -25,8 +25,8 @@ from fake_anthropic import FakeAnthropic
 
 from voicestream import chat as chat_module
 from voicestream.audio import Audio
-from voicestream.chat import CUT_OFF
 from voicestream.config import load as load_config
+from voicestream.conversation import CUT_OFF
 from voicestream.sinks import NullSink
 
 KEY = "sk-ant-chat-test-key"

@@ -1,16 +1,17 @@
 """``voicestream chat``: a spoken conversation in the terminal, with barge-in.
 
-Each question is answered by the pipeline ``say`` uses (:func:`speak`), inside
-its own cancel scope. Enter or Esc (or Ctrl-C) while it plays cancels that
-scope: the model's stream is closed at once (no more tokens are generated),
-queued text and audio are dropped, the sound device is aborted, and the prompt
-is back. Ctrl-C at the prompt quits; a second Ctrl-C while an answer is still
-stopping quits too (exit 130). SIGTERM and SIGHUP stop the answer the same way
-(its audio and transcript line are kept), then quit (exit 143, 129).
+A thin trio loop: read a line; a /command runs from :data:`COMMANDS`; a question
+becomes one :class:`voicestream.runner.Answer`, the way ``say`` runs one. Enter
+or Esc (or Ctrl-C) while it plays calls its ``stop()``: the model's stream is
+closed at once (no more tokens are generated), queued text and audio are
+dropped, the sound device is aborted, and the prompt is back. Ctrl-C at the
+prompt quits; a second Ctrl-C while an answer is still stopping quits too (exit
+130). SIGTERM and SIGHUP stop the answer the same way (its audio and transcript
+line are kept), then quit (exit 143, 129).
 
-The history holds what the listener heard: a whole answer as the model wrote
-it, or, when it was cut off, the text up to where playback stopped, marked as
-cut off, so the next answer knows where the listener stopped it.
+What was heard, the history and the transcript lines are
+:mod:`voicestream.conversation` (no I/O); the play position behind "heard" is
+:mod:`voicestream.playback`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import json
 import re
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import trio
 
 from . import stopping
 from .audio import Audio
 from .config import Config, check
+from .conversation import Conversation, Turn
 from .errors import UsageError, VoicestreamError, redact, root_cause
 from .playback import Playback
 from .runner import Answer, Result
@@ -48,7 +51,6 @@ HELP = """\
   /help            this list
 While an answer plays, Enter or Esc (or Ctrl-C) stops it."""
 
-CUT_OFF = "[cut off: the listener interrupted here and did not hear the rest]"
 NO_DEVICE = "no audio output device found; use --out DIR to write each answer to a WAV file"
 
 
@@ -80,7 +82,7 @@ class Chat:
         self.out_dir = out_dir
         self.transcript = transcript
         self.number = next_number(out_dir) if out_dir is not None else 1
-        self.history: list[dict[str, Any]] = []
+        self.conversation = Conversation()
         self.asked = 0
         self.last: Playback | None = None
         self.synthesizer: Synthesizer | None = None
@@ -155,7 +157,8 @@ class Chat:
     def _open_source(self, question: str) -> Source:
         if self.source == "demo":
             return DemoSource(self.config.demo, demo_chat_answer(self.asked))
-        return open_source(self.source, self.config, question, history=self.history)
+        history = self.conversation.history
+        return open_source(self.source, self.config, question, history=history)
 
     async def _answer(self, question: str) -> None:
         assert self.synthesizer is not None
@@ -200,38 +203,22 @@ class Chat:
         error: VoicestreamError | None,
         path: Path | None,
     ) -> None:
-        heard_s, audio_s = playback.played() / playback.rate, playback.written / playback.rate
+        heard_s = playback.played() / playback.rate
         footer = f"stopped after {heard_s:.1f} s of speech; the history keeps what was heard"
         self.captions.end(footer if interrupted else "")
         if interrupted and not self.captions.ansi:
             self.say(f"voicestream: {footer}")
         if error is not None:
             self.say(f"voicestream: {error}")
-        if error is not None and not written:
+        turn = Turn(
+            question, written, playback.heard(), interrupted, str(error) if error else None,
+            str(path) if path else None, playback.written / playback.rate, heard_s,
+        )  # fmt: skip
+        if not self.conversation.add(turn):
             return  # nothing came: the question is not part of the conversation
-        cut = interrupted or error is not None
-        heard = f"{playback.heard()} {CUT_OFF}".strip() if cut else written
-        self.history += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": heard or "[no answer]"},
-        ]
         self.last = playback
         if self.transcript is not None:
-            now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            lines = [
-                {"time": now, "role": "user", "text": question},
-                {
-                    "time": now,
-                    "role": "assistant",
-                    "text": heard,
-                    "written": written,
-                    "interrupted": interrupted,
-                    "error": str(error) if error else None,
-                    "audio": str(path) if path else None,
-                    "audio_s": round(audio_s, 3),
-                    "heard_s": round(heard_s, 3),
-                },
-            ]
+            lines = turn.transcript(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             with self.transcript.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
 
@@ -249,29 +236,30 @@ class Chat:
     async def _command(self, line: str) -> bool:
         """Run a /command; False means quit."""
         name, _, argument = line.partition(" ")
-        argument = argument.strip()
-        if name in ("/quit", "/exit"):
-            return False
-        if name == "/help":
-            self.say(HELP, self.stdout)
-        elif name == "/clear":
-            self.history.clear()
-            self.say("voicestream: the conversation is forgotten")
-        elif name == "/history":
-            for message in self.history:
-                who = "you" if message["role"] == "user" else "assistant"
-                self.say(f"{who}: {message['content']}", self.stdout)
-            if not self.history:
-                self.say("voicestream: no conversation yet")
-        elif name in ("/voice", "/rate"):
-            await self._set_voice(name, argument)
-        elif name == "/save":
-            self._save(argument)
-        else:
+        command = COMMANDS.get(name)
+        if command is None:
             self.say(f"voicestream: unknown command {name}; /help lists the commands")
-        return True
+            return True
+        return await command(self, name, argument.strip()) is not QUIT
 
-    async def _set_voice(self, name: str, argument: str) -> None:
+    async def _quit(self, name: str, argument: str) -> object:
+        return QUIT
+
+    async def _help(self, name: str, argument: str) -> None:
+        self.say(HELP, self.stdout)
+
+    async def _clear(self, name: str, argument: str) -> None:
+        self.conversation.clear()
+        self.say("voicestream: the conversation is forgotten")
+
+    async def _history(self, name: str, argument: str) -> None:
+        for message in self.conversation.history:
+            who = "you" if message["role"] == "user" else "assistant"
+            self.say(f"{who}: {message['content']}", self.stdout)
+        if not self.conversation.history:
+            self.say("voicestream: no conversation yet")
+
+    async def _voice(self, name: str, argument: str) -> None:
         voice = self.config.voice
         if name == "/voice":
             if not argument:
@@ -289,7 +277,7 @@ class Chat:
         self.config = config
         self.say(f"voicestream: voice {voice.voice or 'default'} at {voice.rate} words per minute")
 
-    def _save(self, argument: str) -> None:
+    async def _save(self, name: str, argument: str) -> None:
         if not argument:
             return self.say("voicestream: /save needs a FILE.wav")
         if self.last is None:
@@ -302,3 +290,16 @@ class Chat:
         wav.salvage(audio)  # stored at once, header and all
         wav.close()
         self.say(f"voicestream: saved {audio.seconds:.1f} s to {wav.path}")
+
+
+QUIT = object()
+COMMANDS: dict[str, Callable[[Chat, str, str], Awaitable[object]]] = {
+    "/voice": Chat._voice,
+    "/rate": Chat._voice,
+    "/save": Chat._save,
+    "/history": Chat._history,
+    "/clear": Chat._clear,
+    "/help": Chat._help,
+    "/quit": Chat._quit,
+    "/exit": Chat._quit,
+}
