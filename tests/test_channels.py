@@ -88,7 +88,7 @@ async def test_adaptive_grows_under_pressure_and_shrinks_back(
     stats = send.statistics()
     assert stats.used == 400 and stats.capacity >= 400
     assert 0 < stats.longest_send_wait <= policy.stall_budget
-    assert stats.sends_over_budget == 0
+    assert stats.producer_timeouts == 0
     while receive.statistics().items:
         receive.receive_nowait()
     assert receive.statistics().capacity == policy.floor
@@ -111,7 +111,7 @@ async def test_adaptive_at_the_hard_cap_waits_and_reports(clock: trio.testing.Mo
                 assert send.statistics().used <= policy.hard_cap
     stats = receive.statistics()
     assert stats.peak_used == policy.hard_cap
-    assert stats.hard_cap_waits >= 1 and stats.sends_over_budget >= 1
+    assert stats.hard_cap_waits >= 1 and stats.producer_timeouts >= 1
     assert stats.longest_send_wait >= 25
 
 
@@ -137,7 +137,7 @@ async def test_jitter_target_grows_after_an_underrun_and_decays(
         await trio.sleep(1)
         send.send_nowait(0.5)
     grown = receive.statistics()
-    assert grown.underruns == 1 and grown.capacity == 1.5
+    assert grown.empty_receives == 1 and grown.capacity == 1.5
     for _ in range(60):  # steady playback, one second ahead
         send.send_nowait(0.5)
         send.send_nowait(0.5)
@@ -158,7 +158,7 @@ async def test_jitter_does_not_grow_when_the_producer_itself_starves(
             await trio.sleep(2)
             send.send_nowait(0.5)
     stats = receive.statistics()
-    assert stats.underruns == 4 and stats.capacity == 1.0
+    assert stats.empty_receives == 4 and stats.capacity == 1.0
 
 
 # -- properties: many tasks, random timing, cancellation at random points ----------

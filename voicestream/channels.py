@@ -29,7 +29,7 @@ channel forever). The policies:
 - ``Jitter(floor, cap)``: the audio jitter buffer, in seconds of audio. It keeps
   a target amount of audio ahead of playback: senders wait while the buffer holds
   the target. The target grows by half when the consumer finds the buffer empty
-  (an underrun) or nearly so (under a fifth of the target: a near miss) although
+  (an empty receive) or nearly so (under a fifth of the target: a near miss) although
   the producer had reached the target since the last growth -- jitter in the
   producer, which more lookahead rides over; not when the producer never got
   ahead, starved itself (more lookahead would not help) -- up to ``cap``, and it
@@ -94,9 +94,9 @@ class ChannelStatistics:
     tasks_waiting_send: int
     tasks_waiting_receive: int
     longest_send_wait: float  # seconds, by trio's clock
-    sends_over_budget: int  # sends that waited longer than the stall budget
+    producer_timeouts: int  # sends that waited longer than the stall budget
     hard_cap_waits: int  # sends that had to wait because the hard cap was reached
-    underruns: int  # receives that found the buffer empty after the first item (Jitter)
+    empty_receives: int  # receives that found the buffer empty after the first (Jitter)
     open_send_channels: int
     open_receive_channels: int
 
@@ -124,9 +124,9 @@ class _State(Generic[T]):
         self.peak_used = 0.0
         self.peak_capacity = self.capacity
         self.longest_send_wait = 0.0
-        self.sends_over_budget = 0
+        self.producer_timeouts = 0
         self.hard_cap_waits = 0
-        self.underruns = 0
+        self.empty_receives = 0
         self.started = False  # an item has been received (Jitter)
         self.filled = False  # a sender found the target reached since the last growth
         self.last_receive = 0.0
@@ -167,7 +167,7 @@ class _State(Generic[T]):
         assert isinstance(policy, Jitter)
         now = trio.current_time()
         trouble = self.started and (starved or self.used < self.capacity / 5)
-        self.underruns += self.started and starved
+        self.empty_receives += self.started and starved
         if trouble and self.filled:
             # The producer had filled the target and still fell behind: jitter.
             self.capacity = min(policy.cap, self.capacity * 1.5)
@@ -189,9 +189,9 @@ class _State(Generic[T]):
             tasks_waiting_send=self.senders.statistics().tasks_waiting,
             tasks_waiting_receive=self.receivers.statistics().tasks_waiting,
             longest_send_wait=self.longest_send_wait,
-            sends_over_budget=self.sends_over_budget,
+            producer_timeouts=self.producer_timeouts,
             hard_cap_waits=self.hard_cap_waits,
-            underruns=self.underruns,
+            empty_receives=self.empty_receives,
             open_send_channels=self.open_send,
             open_receive_channels=self.open_receive,
         )
@@ -252,7 +252,7 @@ class SendEnd(trio.abc.SendChannel[T]):
         state.longest_send_wait = max(state.longest_send_wait, waited)
         state.hard_cap_waits += hit_cap
         if waited > state.stall_budget:
-            state.sends_over_budget += 1
+            state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def clone(self) -> SendEnd[T]:
@@ -364,7 +364,7 @@ def open_channel(
     """A connected ``(send, receive)`` pair; see the module docstring.
 
     ``stall_budget`` (seconds) is what counts as a send waiting too long in
-    ``sends_over_budget``, for any policy; an ``Adaptive`` policy's own by default.
+    ``producer_timeouts``, for any policy; an ``Adaptive`` policy's own by default.
     """
     if stall_budget is None:
         stall_budget = policy.stall_budget if isinstance(policy, Adaptive) else math.inf

@@ -101,7 +101,7 @@ class ChannelFigures:
     longest_send_wait_s: float
     producer_timeouts: int  # sends that waited longer than the stall budget
     hard_cap_waits: int
-    underruns: int
+    empty_receives: int  # the consumer found nothing waiting (not a device underrun)
 
     @classmethod
     def of(cls, stats: ChannelStatistics) -> ChannelFigures:
@@ -110,9 +110,9 @@ class ChannelFigures:
             stats.peak_capacity,
             stats.capacity,
             stats.longest_send_wait,
-            stats.sends_over_budget,
+            stats.producer_timeouts,
             stats.hard_cap_waits,
-            stats.underruns,
+            stats.empty_receives,
         )
 
 
