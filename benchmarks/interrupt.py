@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from conftest import start_pulse
+from voicestream.testing import Terminal, start_pulse
 
 RATE = 22050
 LOUD = 300  # int16 peak of a block that holds speech (espeak peaks at ~10,000)
@@ -44,7 +43,6 @@ def main() -> None:
         os.environ.update(env)  # before PortAudio is loaded: record from this server
         import numpy as np
         import sounddevice as sd
-        from test_chat import Terminal
 
         blocks: list[tuple[float, int]] = []  # (arrival, peak)
 

@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-import fake_anthropic
+from voicestream import testing
 
 CLI = [sys.executable, "-m", "voicestream", "say"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "VOICESTREAM_"))}
@@ -122,9 +121,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
     rows = []
-    fake = fake_anthropic.start()
-    text = fake_anthropic.Script().text * 6
-    fake.script = fake_anthropic.Script(text=text, piece=4, delay_s=1 / 60)
+    fake = testing.start()
+    text = testing.Script().text * 6
+    fake.script = testing.Script(text=text, piece=4, delay_s=1 / 60)
     api_env = ENV | {"ANTHROPIC_API_KEY": "sk-benchmark", "ANTHROPIC_BASE_URL": fake.base_url}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

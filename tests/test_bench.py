@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-import buffers as bench
+from voicestream import bench
 
 SHORT = bench.Scenario("short", 1200, 80)
 

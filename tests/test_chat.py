@@ -6,9 +6,6 @@ import contextlib
 import io
 import json
 import os
-import pty
-import re
-import select
 import signal
 import subprocess
 import sys
@@ -20,63 +17,17 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from conftest import FAST_DEMO, Cli, wait_for
-from fake_anthropic import FakeAnthropic
+from conftest import FAST_DEMO, Cli
 
 from voicestream import chat as chat_module
 from voicestream.audio import Audio
 from voicestream.config import load as load_config
 from voicestream.conversation import CUT_OFF
 from voicestream.sinks import NullSink
+from voicestream.testing import FakeAnthropic, Terminal, wait_for
 
 KEY = "sk-ant-chat-test-key"
 SENTENCES = " ".join(f"This is sentence number {n} of a long spoken answer." for n in range(1, 61))
-
-
-class Terminal:
-    """A program on a pseudo-terminal: type into it, wait for what it prints."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the pty is its controlling terminal
-            os.chdir(cwd)
-            os.execve(argv[0], argv, env | {"TERM": "xterm", "COLUMNS": "100"})
-        self.output = b""  # since the last match
-        self.everything = b""
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.fd, keys)
-
-    def expect(self, pattern: bytes, timeout: float = 60) -> None:
-        """Wait until ``pattern`` appears in the output since the last match."""
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.output):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} in {self.output[-2000:]!r}")
-            ready, _, _ = select.select([self.fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(self.fd, 65536)
-                    self.output += data
-                    self.everything += data
-                except OSError:  # the program ended
-                    raise AssertionError(
-                        f"ended without {pattern!r}: {self.output[-2000:]!r}"
-                    ) from None
-        end = re.search(pattern, self.output)
-        assert end is not None
-        self.output = self.output[end.end() :]
-
-    def wait(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):  # the output, until the program has ended
-                select.select([self.fd], [], [], 0.1) and os.read(self.fd, 65536)
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, 9)
-        raise AssertionError("the program did not end")
 
 
 def wav_frames(path: Path) -> int:

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_DEMO, Cli, wait_for
-from fake_anthropic import FakeAnthropic, Script
+from conftest import FAST_DEMO, Cli
 from wavcheck import read_wav, voiced_fraction
+
+from voicestream.testing import FakeAnthropic, Script, wait_for
 
 KEY = "sk-ant-test-DO-NOT-PRINT-0123456789"
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from conftest import Cli, wait_for
-from fake_anthropic import FakeAnthropic, Script
+from conftest import Cli
 from test_faults import ANSWER, FAST_RESUME, FAULT_IDS, FAULTS, KEY, api_env
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.config import DemoConfig
 from voicestream.sources.demo import DemoSource, demo_answer
+from voicestream.testing import FakeAnthropic, Script, wait_for
 
 
 async def test_demo_streams_with_a_models_timing(clock: trio.testing.MockClock) -> None:

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Cli, wait_for
+from conftest import Cli
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.sinks.speaker import Ring
+from voicestream.testing import wait_for
 
 TEXT = "Hello from the speaker test. This sentence is played through PortAudio, into a null sink."
 

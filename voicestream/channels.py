@@ -86,8 +86,10 @@ Policy = Fixed | Unbounded | Adaptive | Jitter
 
 @dataclass(frozen=True)
 class ChannelStatistics:
-    used: float  # cost units buffered
+    used: float  # cost units buffered (what the policy counts)
     items: int
+    size: float  # what is buffered, in the unit of what flows (characters, seconds)
+    peak_size: float
     capacity: float  # current
     peak_used: float
     peak_capacity: float
@@ -102,14 +104,23 @@ class ChannelStatistics:
 
 
 class _State(Generic[T]):
-    def __init__(self, policy: Policy, cost: Callable[[Any], float], stall_budget: float) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        cost: Callable[[Any], float],
+        size: Callable[[Any], float],
+        stall_budget: float,
+    ) -> None:
         if isinstance(policy, Fixed) and not policy.capacity > 0:
             raise ValueError("Fixed capacity must be positive")
         self.policy = policy
         self.cost = cost
+        self.size_of = size
         self.stall_budget = stall_budget
-        self.buffer: deque[tuple[T, float]] = deque()
+        self.buffer: deque[tuple[T, float, float]] = deque()  # item, cost, size
         self.used = 0.0
+        self.size = 0.0
+        self.peak_size = 0.0
         self.capacity: float = (
             policy.capacity
             if isinstance(policy, Fixed)
@@ -135,16 +146,20 @@ class _State(Generic[T]):
         return self.used + cost <= self.capacity or not self.buffer
 
     def put(self, item: T, cost: float) -> None:
-        self.buffer.append((item, cost))
+        size = cost if self.size_of is self.cost else self.size_of(item)
+        self.buffer.append((item, cost, size))
         self.used += cost
+        self.size += size
         self.peak_used = max(self.peak_used, self.used)
+        self.peak_size = max(self.peak_size, self.size)
         self.receivers.unpark()
 
     def take(self) -> T:
-        item, cost = self.buffer.popleft()
+        item, cost, size = self.buffer.popleft()
         self.used -= cost
+        self.size -= size
         if not self.buffer:
-            self.used = 0.0  # no float drift
+            self.used = self.size = 0.0  # no float drift
         drained = self.used <= self.capacity / 4 and not self.senders.statistics().tasks_waiting
         if isinstance(self.policy, Adaptive) and drained:
             self.capacity = max(self.policy.floor, self.capacity / 2)
@@ -183,6 +198,8 @@ class _State(Generic[T]):
         return ChannelStatistics(
             used=self.used,
             items=len(self.buffer),
+            size=self.size,
+            peak_size=self.peak_size,
             capacity=self.capacity,
             peak_used=self.peak_used,
             peak_capacity=self.peak_capacity,
@@ -338,7 +355,7 @@ class ReceiveEnd(trio.abc.ReceiveChannel[T]):
         state.receivers.unpark_all()
         if not state.open_receive:
             state.buffer.clear()
-            state.used = 0.0
+            state.used = state.size = 0.0
             state.senders.unpark_all()  # they find the channel broken
 
     async def aclose(self) -> None:
@@ -359,14 +376,19 @@ def open_channel(
     policy: Policy,
     cost: Callable[[Any], float] | None = None,
     *,
+    size: Callable[[Any], float] | None = None,
     stall_budget: float | None = None,
 ) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
     """A connected ``(send, receive)`` pair; see the module docstring.
 
-    ``stall_budget`` (seconds) is what counts as a send waiting too long in
-    ``producer_timeouts``, for any policy; an ``Adaptive`` policy's own by default.
+    ``size`` measures what is held in the unit of what flows (characters, seconds
+    of audio), whatever the policy counts: ``statistics().size`` and ``peak_size``
+    (``cost`` by default). ``stall_budget`` (seconds) is what counts as a send
+    waiting too long in ``producer_timeouts``, for any policy; an ``Adaptive``
+    policy's own by default.
     """
     if stall_budget is None:
         stall_budget = policy.stall_budget if isinstance(policy, Adaptive) else math.inf
-    state: _State[Any] = _State(policy, cost or (lambda item: 1), stall_budget)
+    cost = cost or (lambda item: 1)
+    state: _State[Any] = _State(policy, cost, size or cost, stall_budget)
     return SendEnd(state), ReceiveEnd(state)

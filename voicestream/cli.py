@@ -239,16 +239,12 @@ def _voices(stdout: TextIO) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """Run benchmarks/buffers.py from the source checkout this package lives in."""
-    folder = Path(__file__).resolve().parent.parent / "benchmarks"
-    if not (folder / "buffers.py").is_file():
-        raise UsageError("the benchmark lives in the source checkout: run it from a git clone")
+    """The buffer-policy benchmark (voicestream.bench); plots need the bench extra."""
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError("the benchmark needs matplotlib: run 'make bench'")
-    sys.path.insert(0, str(folder))
-    buffers = importlib.import_module("buffers")
-    code: int = buffers.main(["--out", str(args.out)] if args.out else [])
-    return code
+    from .bench import main as bench
+
+    return bench(["--out", str(args.out)] if args.out else [])
 
 
 def _devices(stdout: TextIO, stderr: TextIO) -> int:

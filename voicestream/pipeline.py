@@ -79,14 +79,14 @@ class Buffers:
         return cls(text, audio, config.audio_block_s, config.stall_budget_s)
 
     def open(self, kind: str) -> tuple[SendEnd[Any], ReceiveEnd[Any]]:
-        """A channel for ``text`` or ``audio``, costed as its policy counts."""
+        """A channel for ``text`` or ``audio``, costed as its policy counts and sized in
+        characters or seconds of audio, whatever the policy."""
         policy = self.text if kind == "text" else self.audio
-        cost: Callable[[Any], float] | None = None  # Fixed and Unbounded count items
-        if isinstance(policy, Adaptive):
-            cost = len
-        elif isinstance(policy, Jitter):
-            cost = _seconds
-        return open_channel(policy, cost, stall_budget=self.stall_budget_s)
+        size: Callable[[Any], float] = len if kind == "text" else _seconds
+        counts_units = isinstance(policy, Adaptive | Jitter)  # Fixed and Unbounded count items
+        return open_channel(
+            policy, size if counts_units else None, size=size, stall_budget=self.stall_budget_s
+        )
 
 
 def _seconds(audio: Audio) -> float:

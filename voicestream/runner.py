@@ -6,6 +6,7 @@ through :class:`Answer`; none of them builds the pipeline::
     answer = Answer(source, synthesizer, sink, config, captions=sys.stdout)
     result = await answer.run()       # in a trio task
     answer.stop()                     # from any other task: a barge-in, a signal
+    answer.statistics()               # what it holds now, for a monitor or a benchmark
 
 An answer:
 
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 import trio
 
+from .channels import ChannelStatistics
 from .chunker import SentenceChunker
 from .config import Config
 from .errors import VoicestreamError, root_cause
@@ -78,6 +80,12 @@ class Finished:
 Event = Text | Chunk | Notice | Finished
 
 
+@dataclass(frozen=True)
+class Statistics:
+    channels: dict[str, ChannelStatistics]
+    synthesizing_s: float
+
+
 @dataclass
 class Result:
     outcome: Outcome
@@ -105,6 +113,7 @@ class Answer:
         *,
         captions: Captions | None = None,
         on_event: Callable[[Event], None] | None = None,
+        buffers: Buffers | None = None,
     ) -> None:
         self.source = source
         self.synthesizer = synthesizer
@@ -112,10 +121,20 @@ class Answer:
         self.config = config
         self.captions = captions
         self.on_event = on_event or (lambda event: None)
+        self.buffers = buffers or Buffers.from_config(config.buffers)
         self.metrics = Metrics()
         self.pieces: list[str] = []
         self._scope = trio.CancelScope()
         self.stopped = False
+
+    def statistics(self) -> Statistics:
+        """What the answer holds right now: its channels (``pieces``, ``chunks``,
+        ``audio``; empty before it starts) and the audio the synthesizer has made but
+        not yet handed on."""
+        return Statistics(
+            {name: end.statistics() for name, end in self.metrics.live.items()},
+            self.metrics.inflight_audio_s,
+        )
 
     def stop(self) -> None:
         """End the answer now (safe to call before it starts, and more than once)."""
@@ -134,7 +153,7 @@ class Answer:
                         self.synthesizer,
                         self.sink,
                         captions=_Recorder(self),
-                        buffers=Buffers.from_config(self.config.buffers),
+                        buffers=self.buffers,
                         chunker=SentenceChunker(self.config.chunker),
                         metrics=self.metrics,
                         on_chunk=self._chunk,

@@ -1,6 +1,13 @@
-"""A loopback server speaking the Anthropic Messages streaming wire format.
+"""Loopback stand-ins for testing and benchmarking voicestream (as trio has trio.testing).
 
-It answers ``POST /v1/messages`` with server-sent events exactly as the API
+- :func:`start`: a loopback server speaking the Anthropic Messages streaming wire
+  format, for the real SDK to talk to without a key or a network;
+- :func:`start_pulse`: a private PulseAudio daemon with a null sink whose monitor
+  records what was played;
+- :class:`Terminal`: a program on a pseudo-terminal, typed into as a person would;
+- :func:`wait_for`: poll a condition, with a deadline.
+
+The server answers ``POST /v1/messages`` with server-sent events exactly as the API
 sends them (``message_start``, ``content_block_start``, ``ping``,
 ``content_block_delta``, ``content_block_stop``, ``message_delta``,
 ``message_stop``, ``error``), chunked or close-delimited, and can be told to
@@ -9,11 +16,18 @@ fail at a chosen point. Every request is recorded for the test to inspect.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import re
+import select
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -60,7 +74,7 @@ class FakeAnthropic:
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host if isinstance(host, str) else host.decode()}:{port}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -321,3 +335,95 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
     fake = FakeAnthropic(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return fake
+
+
+def clean_env(runtime_dir: Path) -> dict[str, str]:
+    """This environment without keys, voicestream settings or a sound server, with its
+    own runtime folder (PulseAudio's sockets go there)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "VOICESTREAM_", "PULSE_")) and k != "XDG_RUNTIME_DIR"
+    }
+    config = runtime_dir / "client.conf"
+    config.write_text("autospawn = no\n")
+    env.update(XDG_RUNTIME_DIR=str(runtime_dir), PULSE_CLIENTCONFIG=str(config))
+    return env
+
+
+def wait_for(predicate: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """Start a private PulseAudio daemon with a null sink ``vs_null`` (its
+    ``vs_null.monitor`` records what plays); return it and the env to reach it."""
+    runtime.chmod(0o700)
+    env = clean_env(runtime)
+    env["HOME"] = str(runtime)
+    daemon = subprocess.Popen(
+        [
+            "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
+            "--load=module-null-sink sink_name=vs_null rate=22050 channels=1",
+            "--load=module-native-protocol-unix",
+            "--log-target=stderr",
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            daemon.kill()
+            raise RuntimeError("the private PulseAudio daemon did not start")
+        time.sleep(0.1)
+    return daemon, env
+
+
+class Terminal:
+    """A program on a pseudo-terminal: type into it, wait for what it prints."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its controlling terminal
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env | {"TERM": "xterm", "COLUMNS": "100"})
+        self.output = b""  # since the last match
+        self.everything = b""
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def expect(self, pattern: bytes, timeout: float = 60) -> None:
+        """Wait until ``pattern`` appears in the output since the last match."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in {self.output[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(self.fd, 65536)
+                    self.output += data
+                    self.everything += data
+                except OSError:  # the program ended
+                    raise AssertionError(
+                        f"ended without {pattern!r}: {self.output[-2000:]!r}"
+                    ) from None
+        end = re.search(pattern, self.output)
+        assert end is not None
+        self.output = self.output[end.end() :]
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # the output, until the program has ended
+                select.select([self.fd], [], [], 0.1) and os.read(self.fd, 65536)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        raise AssertionError("the program did not end")
