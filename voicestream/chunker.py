@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from .settings import number
@@ -140,23 +141,243 @@ class ChunkerConfig:
     abbreviations: tuple[str, ...] = ()
 
 
+class Cut(Enum):
+    """The kind of boundary a chunk ends at."""
+
+    LINE = "line"  # a line break: the next line starts with its own markup
+    SENTENCE = "sentence"  # a sentence mark: a short sentence may be merged with the next
+    FRAGMENT = "fragment"  # an early first chunk, or an overlong sentence split
+    END = "end"  # the end of the stream
+
+
+class LineKind(Enum):
+    """What the current line is, from its block markup."""
+
+    TEXT = "text"
+    ITEM = "item"  # a list item, heading or quote: a chunk of its own
+    TABLE = "table"  # a table row: its cells are read with a pause between them
+
+
+class Verdict(Enum):
+    """A candidate boundary, decided from the text after it."""
+
+    YES = "yes"
+    NO = "no"
+    WAIT = "wait"  # the text that settles it has not arrived yet
+
+    @classmethod
+    def of(cls, yes: bool) -> Verdict:
+        return cls.YES if yes else cls.NO
+
+
+Found = tuple[int, Cut]  # where the chunk ends, and at what
+
+
+class Boundaries:
+    """Where the text may be cut: pure decisions over the text not yet released
+    (``buf``), knowing whether more of it will come (``final``). No state."""
+
+    def __init__(self, config: ChunkerConfig) -> None:
+        self.config = config
+        self.never_end = NEVER_END | {a.lower().rstrip(".") for a in config.abbreviations}
+
+    def next(self, buf: str, scan: int, final: bool, eager: bool) -> tuple[Found | None, int]:
+        """The next boundary at or after ``scan`` (None: wait for more text), and how
+        far the text is now known to hold none. ``eager``: the first chunk, which may
+        end at a clause mark or after a number of words."""
+        limit = self.config.max_chars
+        pos = scan
+        while True:
+            mark = _SENTENCE_MARK.search(buf, pos)
+            at = mark.start() if mark else len(buf)
+            if eager:
+                clause = _CLAUSE_MARK.search(buf, pos, at)
+                words = self.word_limit(buf, clause.start() if clause else at)
+                if words is not None:
+                    return ((words, Cut.FRAGMENT) if words <= limit else self.too_long(buf)), pos
+                if clause:
+                    if clause.start() > limit:
+                        return self.too_long(buf), pos
+                    verdict = self.clause(buf, clause, final)
+                    if verdict is Verdict.WAIT:
+                        return self.too_long(buf, pending=True), pos
+                    if verdict is Verdict.YES:
+                        return (clause.end(), Cut.FRAGMENT), pos
+                    pos = clause.end()
+                    continue
+            if mark is None or mark.start() > limit:
+                if mark is None and not eager:
+                    pos = len(buf)  # no candidate up to here (clauses do not count)
+                return (self.too_long(buf) if len(buf) > limit else None), pos
+            if mark.group() == "\n":
+                return (mark.start(), Cut.LINE), pos
+            end = mark.end()
+            while end < len(buf) and buf[end] in _CLOSERS:
+                end += 1
+            verdict = self.mark(buf, mark, end, final)
+            if verdict is Verdict.WAIT:
+                return (self.too_long(buf, pending=True) if len(buf) > limit else None), pos
+            if verdict is Verdict.YES:
+                after = _nonspace_at(buf, end)
+                return (end, Cut.LINE if "\n" in buf[end:after] else Cut.SENTENCE), pos
+            pos = mark.end()
+
+    def too_long(self, buf: str, pending: bool = False) -> Found | None:
+        """Cut a sentence that has grown past ``max_chars`` without ending.
+
+        While a boundary before the limit is still undecided, wait for it (unless
+        the text runs on without a break far past the limit).
+        """
+        limit = self.config.max_chars
+        if len(buf) <= (4 * limit if pending else limit):
+            return None
+        window = buf[: limit + 1]
+        cut = max((m.end() for m in _CLAUSE_MARK.finditer(window) if m.end() <= limit), default=0)
+        if cut < limit // 3:
+            cut = window.rfind(" ")
+        return (cut if cut > 0 else limit), Cut.FRAGMENT
+
+    def clause(self, buf: str, clause: re.Match[str], final: bool) -> Verdict:
+        """Whether the first chunk may end at this clause mark."""
+        after = _nonspace_at(buf, clause.end())
+        if after == len(buf) and not final:
+            return Verdict.WAIT
+        digits = _DIGITS.match(buf, after)
+        if digits:  # "1. download, 2. install" is an inline list: not a pause
+            end = digits.end()
+            if end + 2 > len(buf) and not final:
+                return Verdict.WAIT  # not enough text yet to tell "2. install" from "2024"
+            marker = end - after <= 3 and buf[end : end + 1] in (".", ")")
+            if marker and (end + 1 == len(buf) or buf[end + 1].isspace()):
+                return Verdict.NO
+        words = len(_WORD.findall(buf, 0, clause.start()))
+        return Verdict.of(words >= self.config.first_fragment_words)
+
+    def word_limit(self, buf: str, upto: int) -> int | None:
+        """Where a first chunk with no punctuation ends (its last word), if before ``upto``."""
+        n = self.config.first_fragment_max_words
+        words = _NONSPACE.finditer(buf, 0, upto)
+        for i, word in enumerate(words, 1):
+            if i == n:
+                end = word.end()
+            elif i > n:
+                return end
+        return None
+
+    def mark(self, buf: str, mark: re.Match[str], end: int, final: bool) -> Verdict:
+        """Whether this sentence mark (with its closers up to ``end``) ends a sentence."""
+        term = mark.group()
+        if end == len(buf):
+            return Verdict.YES if final else Verdict.WAIT
+        if term[-1] in "。！？":
+            return Verdict.YES
+        if not buf[end].isspace():
+            return Verdict.NO  # "3.14", "e.g.", "v2.1", "config.toml", "U.S."
+        if "!" in term or "?" in term:
+            return Verdict.YES
+        nxt = _nonspace_at(buf, end)
+        if nxt == len(buf):
+            return Verdict.YES if final else Verdict.WAIT
+        c = buf[nxt]
+        if "\n" in buf[end:nxt]:
+            return Verdict.YES
+        if term != ".":  # an ellipsis: a sentence end only if a new sentence follows
+            return Verdict.of(not c.islower())
+        if c.islower():
+            return Verdict.NO
+        before = buf[: mark.start()]
+        token = before.rsplit(None, 1)[-1].lstrip(_OPENERS).lower() if before.strip() else ""
+        if token in self.never_end:
+            return Verdict.NO
+        if token in END_CAPABLE:
+            return Verdict.of(c.isupper() or c in _OPENERS)
+        if token.isdigit():
+            return self.number(buf, mark.start() - len(token), nxt, final)
+        if (len(token) == 1 and token.isalpha()) or _DOTTED.fullmatch(token):
+            word = next_word(buf, nxt, final)  # "J. R. R. Tolkien", "U.S. Army" / "U.S. It"
+            return Verdict.WAIT if word is None else Verdict.of(word in STARTERS)
+        if c.isdigit():
+            return Verdict.of(token.isalpha())
+        return Verdict.YES
+
+    def number(self, buf: str, start: int, nxt: int, final: bool) -> Verdict:
+        """After "N.": a list marker or an ordinal, or the end of a sentence."""
+        if buf.index(".", start) - start > 3:
+            return Verdict.YES  # "in 2024."
+        before = buf[:start].rstrip(" \t")
+        if not before or before[-1] in ",;:(":
+            return Verdict.NO  # an inline numbered list: "1. download, 2. install"
+        if before.rsplit(None, 1)[-1].lower() in ORDINAL_CONTEXT:
+            return Verdict.NO  # "am 3. Oktober"
+        word = next_word(buf, nxt, final)
+        return Verdict.WAIT if word is None else Verdict.of(word.lower() not in MONTHS)
+
+
+def next_word(buf: str, start: int, final: bool) -> str | None:
+    """The word starting at ``start`` once it is complete, else None."""
+    match = _WORD.match(buf, start)
+    if match is None:
+        return ""
+    if match.end() == len(buf) and not final:
+        return None
+    return match.group()
+
+
+class Merger:
+    """Turns what is cut into what is said: markup cleaned for the ear, and a short
+    sentence held back to be said together with the next one."""
+
+    def __init__(self, config: ChunkerConfig) -> None:
+        self.config = config
+        self.held = ""  # a short sentence waiting to be merged with the next
+        self.emitted = 0
+
+    def emit(self, raw: str, cut: Cut, kind: LineKind) -> list[str]:
+        """The chunks for ``raw``, which ends at a boundary of ``cut``."""
+        drop_emoji = self.config.drop_emoji
+        if kind is LineKind.TABLE:
+            cells = [clean(c, drop_emoji) for c in raw.strip().strip("|").split("|")]
+            text = ", ".join(c for c in cells if c)
+        else:
+            text = clean(raw, drop_emoji)
+        if self.held:
+            joint = "" if self.held[-1] in "。！？」』" else " "
+            text = f"{self.held}{joint}{text}".strip()
+            self.held = ""
+        if not text:
+            return []
+        if cut is Cut.SENTENCE and self.emitted and len(text) < self.config.min_chars:
+            self.held = text
+            return []
+        self.emitted += 1
+        return [text]
+
+    def flush_held(self) -> list[str]:
+        held, self.held = self.held, ""
+        if not held:
+            return []
+        self.emitted += 1
+        return [held]
+
+    def say_instead(self, phrase: str) -> list[str]:
+        """What is held, then ``phrase`` (said instead of a code block)."""
+        chunks = self.flush_held()
+        self.emitted += 1
+        return [*chunks, phrase]
+
+
 class SentenceChunker:
     """Turns a token stream into speakable chunks; see the module docstring.
 
     ``SentenceChunker(config)`` with a :class:`ChunkerConfig`, or options by name
-    (``SentenceChunker(max_chars=200)``) over the defaults.
+    (``SentenceChunker(max_chars=200)``) over the defaults. It keeps the text not
+    yet released and where each line stands; :class:`Boundaries` decides where to
+    cut, :class:`Merger` what is said.
     """
 
     def __init__(self, config: ChunkerConfig | None = None, /, **options: Any) -> None:
-        config = replace(config or ChunkerConfig(), **options)
-        self.config = config
-        self.first_fragment_words = config.first_fragment_words
-        self.first_fragment_max_words = config.first_fragment_max_words
-        self.min_chars = config.min_chars
-        self.max_chars = config.max_chars
-        self.code_block_phrase = config.code_block_phrase
-        self.drop_emoji = config.drop_emoji
-        self.never_end = NEVER_END | {a.lower().rstrip(".") for a in config.abbreviations}
+        self.config = replace(config or ChunkerConfig(), **options)
+        self.boundaries = Boundaries(self.config)
         self._reset()
 
     def _reset(self) -> None:
@@ -164,17 +385,16 @@ class SentenceChunker:
         self._scan = 0  # candidates before this index of _buf were decided "no boundary"
         self._final = False
         self._line_start = True
-        self._line_kind = "text"  # text | item | table
+        self._line_kind = LineKind.TEXT
         self._in_code = False
         self._code_opening = False  # the rest of the fence line (its language) is dropped
-        self._emitted = 0
-        self._held = ""  # a short sentence waiting to be merged with the next
+        self._merger = Merger(self.config)
         self._idle = False  # see _run
 
     def feed(self, text: str) -> list[str]:
         """Add ``text``; return the chunks it completed, in order."""
         self._buf = buf = self._buf + text
-        if self._idle and len(buf) <= self.max_chars:
+        if self._idle and len(buf) <= self.config.max_chars:
             # The common cases, most tokens: no boundary can be in or before this
             # text, or its only mark is its last character and needs what follows.
             mark = _find_mark(text)
@@ -191,9 +411,8 @@ class SentenceChunker:
         """End of stream: everything still held, as chunks. Then ready for a new stream."""
         self._final = True
         chunks = self._run()
-        chunks += self._emit(self._buf, "end")
-        if self._held:
-            chunks.append(self._held)
+        chunks += self._merger.emit(self._buf, Cut.END, self._line_kind)
+        chunks += self._merger.flush_held()
         self._reset()
         return chunks
 
@@ -203,7 +422,7 @@ class SentenceChunker:
         chunks = self._scan_text()
         # Nothing undecided is waiting for more text: the next piece may take the fast path.
         self._idle = self._scan == len(self._buf) and not (
-            self._line_start or self._in_code or self._line_kind == "table"
+            self._line_start or self._in_code or self._line_kind is LineKind.TABLE
         )
         return chunks
 
@@ -220,44 +439,23 @@ class SentenceChunker:
                     return chunks
                 chunks += step
                 continue
-            cut = self._table_row() if self._line_kind == "table" else self._next_boundary()
-            if cut is None:
+            if self._line_kind is LineKind.TABLE:
+                found = self._table_row()
+            else:
+                merger = self._merger
+                eager = not merger.emitted and not merger.held
+                found, self._scan = self.boundaries.next(self._buf, self._scan, self._final, eager)
+            if found is None:
                 return chunks
-            end, kind = cut
-            chunks += self._emit(self._buf[:end], kind)
+            end, cut = found
+            chunks += self._merger.emit(self._buf[:end], cut, self._line_kind)
             self._consume(end)
-            if kind == "line":
+            if cut is Cut.LINE:
                 self._line_start = True
 
     def _consume(self, n: int) -> None:
         self._buf = self._buf[n:]
         self._scan = 0
-
-    def _emit(self, raw: str, kind: str) -> list[str]:
-        """The chunks for ``raw``, which ends at a boundary of ``kind``."""
-        if self._line_kind == "table":
-            cells = [clean(c, self.drop_emoji) for c in raw.strip().strip("|").split("|")]
-            text = ", ".join(c for c in cells if c)
-        else:
-            text = clean(raw, self.drop_emoji)
-        if self._held:
-            joint = "" if self._held[-1] in "。！？」』" else " "
-            text = f"{self._held}{joint}{text}".strip()
-            self._held = ""
-        if not text:
-            return []
-        if kind == "sentence" and self._emitted and len(text) < self.min_chars:
-            self._held = text
-            return []
-        self._emitted += 1
-        return [text]
-
-    def _flush_held(self) -> list[str]:
-        held, self._held = self._held, ""
-        if not held:
-            return []
-        self._emitted += 1
-        return [held]
 
     def _skip_code(self) -> bool:
         """Drop code lines through the closing fence; False when more text is needed."""
@@ -287,7 +485,7 @@ class SentenceChunker:
             return None
         if buf[start].isalpha():  # plain prose, the common case: no block markup
             self._consume(start)
-            self._line_kind = "text"
+            self._line_kind = LineKind.TEXT
             self._line_start = False
             return []
         newline = buf.find("\n", start)
@@ -296,14 +494,12 @@ class SentenceChunker:
         # Too little of the line to tell a fence, a rule or a marker from text?
         if not line_done and len(line) < 5 and _MAYBE_MARKUP.fullmatch(line):
             return None
-        self._line_kind = "text"
+        self._line_kind = LineKind.TEXT
         fence = _FENCE.match(buf, start)
         if fence:
             self._consume(fence.end())
             self._in_code = self._code_opening = True
-            chunks = self._flush_held()
-            self._emitted += 1
-            return [*chunks, self.code_block_phrase]
+            return self._merger.say_instead(self.config.code_block_phrase)
         if line[:1] in "-*_" and line[:1] * 3 == line.replace(" ", "")[:3]:
             if not line_done:
                 return None
@@ -311,164 +507,22 @@ class SentenceChunker:
                 self._consume(start + len(line))
                 return []
         if line.startswith("|"):
-            self._line_kind = "table"
+            self._line_kind = LineKind.TABLE
             if not line_done:
                 return None
             self._consume(start + len(line) if _TABLE_SEPARATOR.match(line) else start)
             self._line_start = self._buf[:1] != "|"
-            return self._flush_held()
+            return self._merger.flush_held()
         marker = _LINE_MARKER.match(buf, start)
         self._consume(marker.end() if marker else start)
         self._line_start = False
         if marker:
-            self._line_kind = "item"
-            return self._flush_held()
+            self._line_kind = LineKind.ITEM
+            return self._merger.flush_held()
         return []
 
-    def _table_row(self) -> tuple[int, str] | None:
+    def _table_row(self) -> Found | None:
         newline = self._buf.find("\n")
         if newline < 0:
-            return (len(self._buf), "line") if self._final else None
-        return newline, "line"
-
-    def _next_boundary(self) -> tuple[int, str] | None:
-        """``(end of the chunk, kind)`` of the next boundary, or None to wait for text."""
-        buf, limit = self._buf, self.max_chars
-        eager = not self._emitted and not self._held
-        pos = self._scan
-        while True:
-            mark = _SENTENCE_MARK.search(buf, pos)
-            at = mark.start() if mark else len(buf)
-            if eager:
-                clause = _CLAUSE_MARK.search(buf, pos, at)
-                words = self._word_limit(clause.start() if clause else at)
-                if words is not None:
-                    return (words, "fragment") if words <= limit else self._too_long()
-                if clause:
-                    if clause.start() > limit:
-                        return self._too_long()
-                    decided = self._decide_clause(clause)
-                    if decided is None:
-                        return self._too_long(pending=True)
-                    if decided:
-                        return clause.end(), "fragment"
-                    pos = self._scan = clause.end()
-                    continue
-            if mark is None or mark.start() > limit:
-                if mark is None and not eager:
-                    self._scan = len(buf)  # no candidate up to here (clauses do not count)
-                return self._too_long() if len(buf) > limit else None
-            if mark.group() == "\n":
-                return mark.start(), "line"
-            end = mark.end()
-            while end < len(buf) and buf[end] in _CLOSERS:
-                end += 1
-            decided = self._decide_mark(mark, end)
-            if decided is None:
-                return self._too_long(pending=True) if len(buf) > limit else None
-            if decided:
-                after = _nonspace_at(buf, end)
-                return end, "line" if "\n" in buf[end:after] else "sentence"
-            pos = self._scan = mark.end()
-
-    def _too_long(self, pending: bool = False) -> tuple[int, str] | None:
-        """Cut a sentence that has grown past ``max_chars`` without ending.
-
-        While a boundary before the limit is still undecided, wait for it (unless
-        the text runs on without a break far past the limit).
-        """
-        buf, limit = self._buf, self.max_chars
-        if len(buf) <= (4 * limit if pending else limit):
-            return None
-        window = buf[: limit + 1]
-        cut = max((m.end() for m in _CLAUSE_MARK.finditer(window) if m.end() <= limit), default=0)
-        if cut < limit // 3:
-            cut = window.rfind(" ")
-        return (cut if cut > 0 else limit), "fragment"
-
-    def _decide_clause(self, clause: re.Match[str]) -> bool | None:
-        """Whether the first chunk may end at this clause mark."""
-        buf = self._buf
-        final, after = self._final, _nonspace_at(buf, clause.end())
-        if after == len(buf) and not final:
-            return None
-        digits = _DIGITS.match(buf, after)
-        if digits:  # "1. download, 2. install" is an inline list: not a pause
-            end = digits.end()
-            if end + 2 > len(buf) and not final:
-                return None  # not enough text yet to tell "2. install" from "2024"
-            marker = end - after <= 3 and buf[end : end + 1] in (".", ")")
-            if marker and (end + 1 == len(buf) or buf[end + 1].isspace()):
-                return False
-        return len(_WORD.findall(buf, 0, clause.start())) >= self.first_fragment_words
-
-    def _word_limit(self, upto: int) -> int | None:
-        """Where a first chunk with no punctuation ends (its last word), if before ``upto``."""
-        n = self.first_fragment_max_words
-        words = _NONSPACE.finditer(self._buf, 0, upto)
-        for i, word in enumerate(words, 1):
-            if i == n:
-                end = word.end()
-            elif i > n:
-                return end
-        return None
-
-    def _decide_mark(self, mark: re.Match[str], end: int) -> bool | None:
-        """Whether this sentence mark (with its closers up to ``end``) ends a sentence;
-        None until the text after it settles that."""
-        buf, final = self._buf, self._final
-        term = mark.group()
-        if end == len(buf):
-            return True if final else None
-        if term[-1] in "。！？":
-            return True
-        if not buf[end].isspace():
-            return False  # "3.14", "e.g.", "v2.1", "config.toml", "U.S."
-        if "!" in term or "?" in term:
-            return True
-        nxt = _nonspace_at(buf, end)
-        if nxt == len(buf):
-            return True if final else None
-        c = buf[nxt]
-        if "\n" in buf[end:nxt]:
-            return True
-        if term != ".":  # an ellipsis: a sentence end only if a new sentence follows
-            return not c.islower()
-        if c.islower():
-            return False
-        before = buf[: mark.start()]
-        token = before.rsplit(None, 1)[-1].lstrip(_OPENERS).lower() if before.strip() else ""
-        if token in self.never_end:
-            return False
-        if token in END_CAPABLE:
-            return c.isupper() or c in _OPENERS
-        if token.isdigit():
-            return self._decide_number(mark.start() - len(token), nxt)
-        if (len(token) == 1 and token.isalpha()) or _DOTTED.fullmatch(token):
-            word = self._next_word(nxt)  # "J. R. R. Tolkien", "U.S. Army" / "U.S. It"
-            return None if word is None else word in STARTERS
-        if c.isdigit():
-            return token.isalpha()
-        return True
-
-    def _decide_number(self, start: int, nxt: int) -> bool | None:
-        """After "N.": a list marker or an ordinal, or the end of a sentence."""
-        buf = self._buf
-        if buf.index(".", start) - start > 3:
-            return True  # "in 2024."
-        before = buf[:start].rstrip(" \t")
-        if not before or before[-1] in ",;:(":
-            return False  # an inline numbered list: "1. download, 2. install"
-        if before.rsplit(None, 1)[-1].lower() in ORDINAL_CONTEXT:
-            return False  # "am 3. Oktober"
-        word = self._next_word(nxt)
-        return None if word is None else word.lower() not in MONTHS
-
-    def _next_word(self, start: int) -> str | None:
-        """The word starting at ``start`` once it is complete, else None."""
-        match = _WORD.match(self._buf, start)
-        if match is None:
-            return ""
-        if match.end() == len(self._buf) and not self._final:
-            return None
-        return match.group()
+            return (len(self._buf), Cut.LINE) if self._final else None
+        return newline, Cut.LINE
