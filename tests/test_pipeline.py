@@ -21,7 +21,7 @@ from voicestream.runner import Answer, Chunk, Event, Finished
 from voicestream.sinks.wav import WavSink
 from voicestream.sources import BaseSource
 from voicestream.sources.demo import DemoSource
-from voicestream.tts.silent import SilentSynthesizer
+from voicestream.synthesizers.silent import SilentSynthesizer
 
 
 class RecordingSink:

@@ -17,8 +17,8 @@ from voicestream.pipeline import speak
 from voicestream.playback import Playback
 from voicestream.sinks import NullSink
 from voicestream.sources.demo import DemoSource
+from voicestream.synthesizers.silent import SilentSynthesizer
 from voicestream.terminal import Captions
-from voicestream.tts.silent import SilentSynthesizer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\n\x1b\[2K")
 

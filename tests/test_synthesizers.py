@@ -6,9 +6,9 @@ import pytest
 
 from voicestream.config import VoiceConfig
 from voicestream.errors import UsageError
-from voicestream.tts import open_synthesizer
-from voicestream.tts.espeak import EspeakSynthesizer
-from voicestream.tts.silent import spoken_seconds
+from voicestream.synthesizers import open_synthesizer
+from voicestream.synthesizers.espeak import EspeakSynthesizer
+from voicestream.synthesizers.silent import spoken_seconds
 
 
 async def test_each_call_returns_the_audio_of_its_own_text() -> None:

@@ -15,7 +15,7 @@ from voicestream.audio import Audio
 from voicestream.errors import SinkError, UsageError
 from voicestream.pipeline import Metrics, speak
 from voicestream.sinks.wav import HEADER_BYTES, WavSink
-from voicestream.tts.silent import SilentSynthesizer
+from voicestream.synthesizers.silent import SilentSynthesizer
 
 RATE = 22050
 

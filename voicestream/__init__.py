@@ -45,8 +45,8 @@ _HOME = {
     "BaseSource": "sources",
     "TextSource": "sources",
     "open_source": "sources",
-    "Synthesizer": "tts",
-    "open_synthesizer": "tts",
+    "Synthesizer": "synthesizers",
+    "open_synthesizer": "synthesizers",
     "Sink": "sinks",
     "BaseSink": "sinks",
     "open_sink": "sinks",
@@ -117,4 +117,4 @@ if TYPE_CHECKING:
     from .runner import Answer, Chunk, Event, Finished, Notice, Result, Text
     from .sinks import BaseSink, Sink, open_output, open_sink
     from .sources import BaseSource, Source, TextSource, open_source
-    from .tts import Synthesizer, open_synthesizer
+    from .synthesizers import Synthesizer, open_synthesizer

@@ -16,11 +16,11 @@ import trio
 
 from . import config as configuration
 from .config import Config
-from .pipeline import Captions
+from .pipeline import TextOut
 from .runner import Answer
 from .sinks import open_output
 from .sources import BaseSource, TextSource
-from .tts import open_synthesizer
+from .synthesizers import open_synthesizer
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ async def speak(
     out: str | os.PathLike[str] | None = None,
     play: bool | None = None,
     config: Config | None = None,
-    captions: Captions | None = None,
+    captions: TextOut | None = None,
 ) -> Spoken:
     """Speak ``source`` as it arrives: a string, any async iterable of text pieces
     (a model's stream), or a voicestream source. Call it from trio.

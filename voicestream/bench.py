@@ -52,7 +52,7 @@ from .runner import Answer
 from .sinks import BaseSink
 from .sources import BaseSource
 from .sources.demo import demo_answer
-from .tts.silent import spoken_seconds
+from .synthesizers.silent import spoken_seconds
 
 STALL_BUDGET = 2.0
 NETWORK_TOKENS = 300

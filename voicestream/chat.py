@@ -38,8 +38,8 @@ from .sinks import open_sink
 from .sinks.wav import WavSink
 from .sources import Source, open_source, preload
 from .sources.demo import DemoSource, demo_chat_answer
+from .synthesizers import Synthesizer, open_synthesizer
 from .terminal import Captions, Keyboard, SafeOutput
-from .tts import Synthesizer, open_synthesizer
 
 HELP = """\
   /voice NAME      switch voice ('voicestream voices' lists them)

@@ -28,8 +28,8 @@ from .runner import Answer
 from .sinks import Sink, open_output, wav
 from .sinks.wav import open_regular
 from .sources import SOURCES, check_source, open_source, preload, resolve_name
+from .synthesizers import ENGINES, open_synthesizer
 from .terminal import SafeOutput
-from .tts import ENGINES, open_synthesizer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -231,7 +231,7 @@ async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 def _voices(stdout: TextIO) -> int:
-    from .tts.espeak import list_voices
+    from .synthesizers.espeak import list_voices
 
     for vid, name, languages in list_voices():
         print(f"{vid:<24} {name:<32} {languages}", file=stdout)

@@ -43,13 +43,13 @@ from .config import BuffersConfig
 from .errors import SourceError
 from .sinks import Sink
 from .sources import Source
+from .synthesizers import Synthesizer
 from .text import ControlFilter
-from .tts import Synthesizer
 
 T = TypeVar("T")
 
 
-class Captions(Protocol):
+class TextOut(Protocol):
     """Where the text goes as it streams (a text file such as stdout will do)."""
 
     def write(self, text: str, /) -> int: ...
@@ -162,7 +162,7 @@ async def speak(
     synthesizer: Synthesizer,
     sink: Sink,
     *,
-    captions: Captions | None = None,
+    captions: TextOut | None = None,
     buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,

@@ -38,10 +38,10 @@ from .channels import ChannelStatistics
 from .chunker import SentenceChunker
 from .config import Config
 from .errors import VoicestreamError, root_cause
-from .pipeline import Buffers, Captions, Metrics, speak
+from .pipeline import Buffers, Metrics, TextOut, speak
 from .sinks import Sink
 from .sources import Source
-from .tts import Synthesizer
+from .synthesizers import Synthesizer
 
 Outcome = Literal["done", "stopped", "failed"]
 
@@ -111,7 +111,7 @@ class Answer:
         sink: Sink,
         config: Config,
         *,
-        captions: Captions | None = None,
+        captions: TextOut | None = None,
         on_event: Callable[[Event], None] | None = None,
         buffers: Buffers | None = None,
     ) -> None:

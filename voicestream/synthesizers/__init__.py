@@ -1,8 +1,9 @@
 """Speech synthesizers: text in, audio frames out.
 
 A synthesizer is any object with a ``sample_rate`` and an async
-``synthesize(text) -> Audio``. Engines are chosen by name (``voice.engine``);
-adding one means writing one class and naming it in :data:`ENGINES`.
+``synthesize(text) -> Audio``. Its *engine* is its name, by which it is chosen
+(``--engine``, ``voice.engine``); adding one means writing one class and naming
+it in :data:`ENGINES`.
 """
 
 from __future__ import annotations
