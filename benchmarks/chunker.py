@@ -7,7 +7,7 @@ Both are fed the same text in LLM-sized tokens (random 1-6 characters, seeded):
 - release lookahead: for every chunk that ends a sentence, the non-space characters
   that had arrived after the sentence's end when it was released (median, p90), fed
   one character at a time (so that it measures the splitter, not the token size);
-- false splits on the tricky-case table of tests/chunker_cases.py: a boundary inside
+- false splits on the tricky-case table of voicestream/chunker_cases.py: a boundary inside
   a sentence that is neither in the expected chunks, nor after a clause mark, nor a
   plain sentence end (after ! ? or after a period that follows an ordinary word).
 Prints a markdown table.
@@ -19,15 +19,11 @@ import logging
 import random
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from chunker_cases import CASES
 
 from voicestream.chunker import END_CAPABLE, NEVER_END, SentenceChunker
+from voicestream.chunker_cases import CASES
 from voicestream.sources.demo import demo_answer
 
 Splitter = Callable[[list[str]], Iterator[tuple[int, str]]]

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from chunker_cases import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicestream.chunker import SentenceChunker
+from voicestream.chunker_cases import CASES
 
 
 def chunks(text: str, cuts: list[int] | None = None, **options: object) -> list[str]:

@@ -1,7 +1,7 @@
 """Tricky cases for the sentence chunker: (rule, text, the chunks a listener should get).
 
-Shared by tests/test_chunker.py and benchmarks/chunker.py (which counts how many
-false splits each splitter makes on them).
+The chunker's specification as data: each row is a test (tests/test_chunker.py),
+the README's table, and the false-split check of benchmarks/chunker.py.
 """
 
 CASES: list[tuple[str, str, list[str]]] = [
