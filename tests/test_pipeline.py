@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from voicestream.chunker import SentenceChunker
 from voicestream.config import BuffersConfig, Config, DemoConfig
 from voicestream.errors import SourceError
 from voicestream.pipeline import Buffers, Metrics, speak
-from voicestream.runner import Answer, Chunk, Event, Finished
+from voicestream.runner import Answer, Block, Chunk, Event, Finished, Text
 from voicestream.sinks.wav import WavSink
 from voicestream.sources import BaseSource
 from voicestream.sources.demo import DemoSource
@@ -44,7 +45,7 @@ class RecordingSink:
     async def drain(self) -> None:
         pass
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         self.salvaged.append(audio)
         return True
 
@@ -233,8 +234,43 @@ class SlowSink:
     async def drain(self) -> None:
         pass
 
-    def salvage(self, audio: Audio) -> bool:
-        return self.sink.salvage(audio)
+    def leftover(self, audio: Audio) -> bool:
+        return self.sink.leftover(audio)
 
     def close(self) -> None:
         self.sink.close()
+
+
+async def test_an_answer_reports_its_text_chunks_and_blocks_in_order(
+    clock: trio.testing.MockClock,
+) -> None:
+    events: list[Event] = []
+    source = DemoSource(DemoConfig(seed=2), TEXT)
+    answer = Answer(source, SilentSynthesizer(), RecordingSink(), Config(), on_event=events.append)
+    result = await answer.run()
+    assert result.outcome == "done" and result.text == TEXT
+    assert "".join(e.text for e in events if isinstance(e, Text)) == TEXT
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    blocks = [e for e in events if isinstance(e, Block)]
+    assert (
+        [c.index for c in chunks] == list(range(len(chunks))) == list(range(result.metrics.chunks))
+    )
+    for before, after in itertools.pairwise(chunks):  # each starts where the last one ended
+        assert after.audio_start_s == pytest.approx(before.audio_start_s + before.audio_s)
+    for before, after in itertools.pairwise(blocks):
+        assert after.audio_start_s == pytest.approx(before.audio_start_s + before.audio.seconds)
+    assert sum(b.audio.seconds for b in blocks) == pytest.approx(result.metrics.audio_s)
+    assert isinstance(events[-1], Finished) and events[-1].outcome == "done"
+
+
+async def test_stop_ends_the_answer_and_says_so(clock: trio.testing.MockClock) -> None:
+    events: list[Event] = []
+    source = ListSource([TEXT + " "] * 50, gap=0.05)
+    answer = Answer(source, SilentSynthesizer(), RecordingSink(), Config(), on_event=events.append)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer.run)
+        await trio.sleep(3.0)
+        answer.stop()
+    assert source.sent < 100  # the source was not read to its end
+    assert isinstance(events[-1], Finished) and events[-1].outcome == "stopped"
+    assert answer.statistics().channels["audio"].size == 0  # nothing left behind

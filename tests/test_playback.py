@@ -82,7 +82,7 @@ class Device:
         while self.queue:
             await trio.sleep(0.01)
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         return False
 
     def close(self) -> None:

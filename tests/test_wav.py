@@ -49,7 +49,7 @@ async def test_the_size_limit_stops_the_answer_with_a_valid_file(
     _rate, samples = read_wav(path)
     assert len(samples) == 2.5 * RATE  # the whole blocks that fit, not a frame past the limit
     assert metrics.audio_s == pytest.approx(2.5)  # the metrics count what the file holds
-    assert sink.salvage(tone(10)) is False  # once failed, nothing more goes in
+    assert sink.leftover(tone(10)) is False  # once failed, nothing more goes in
 
 
 def test_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:

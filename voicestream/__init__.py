@@ -31,6 +31,7 @@ _HOME = {
     "Event": "runner",
     "Text": "runner",
     "Chunk": "runner",
+    "Block": "runner",
     "Notice": "runner",
     "Finished": "runner",
     "SentenceChunker": "chunker",
@@ -63,6 +64,7 @@ __all__ = [
     "Audio",
     "BaseSink",
     "BaseSource",
+    "Block",
     "ChannelStatistics",
     "Chunk",
     "Config",
@@ -114,7 +116,7 @@ if TYPE_CHECKING:
     from .chunker import SentenceChunker
     from .config import Config
     from .errors import SinkError, SourceError, UsageError, VoicestreamError
-    from .runner import Answer, Chunk, Event, Finished, Notice, Result, Text
+    from .runner import Answer, Block, Chunk, Event, Finished, Notice, Result, Text
     from .sinks import BaseSink, Sink, open_output, open_sink
     from .sources import BaseSource, Source, TextSource, open_source
     from .synthesizers import Synthesizer, open_synthesizer

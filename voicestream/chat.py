@@ -31,7 +31,7 @@ from . import stopping
 from .audio import Audio
 from .config import Config, check
 from .conversation import Conversation, Turn
-from .errors import UsageError, VoicestreamError, redact, root_cause
+from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
 from .playback import Playback
 from .runner import Answer, Result
 from .sinks import open_sink
@@ -287,8 +287,12 @@ class Chat:
             wav = WavSink(Path(argument).expanduser(), audio.rate)
         except UsageError as e:
             return self.say(f"voicestream: {e}")
-        wav.salvage(audio)  # stored at once, header and all
-        wav.close()
+        try:
+            wav.store(audio)
+        except SinkError as e:
+            return self.say(f"voicestream: {e}")
+        finally:
+            wav.close()
         self.say(f"voicestream: saved {audio.seconds:.1f} s to {wav.path}")
 
 

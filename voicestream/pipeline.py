@@ -14,7 +14,8 @@ see the same clean text. When the source fails mid-answer, what
 it already produced is still chunked, spoken and stored, and the failure is
 raised after that (so nothing is lost). When any other stage fails or the run
 is cancelled, every stage is cancelled; audio synthesized but not yet handed
-to the sink is salvaged (a WAV keeps it) and the sink is always closed.
+to the sink is offered to it as leftover (a WAV keeps it), and the sink is
+always closed.
 """
 
 from __future__ import annotations
@@ -167,12 +168,14 @@ async def speak(
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,
     on_chunk: Callable[[int, str, float, float], None] | None = None,
+    on_block: Callable[[Audio, float], None] | None = None,
 ) -> Metrics:
     """Speak one answer from ``source`` into ``sink``; return its metrics.
 
     Pass ``metrics`` to have the figures filled in even when this raises.
     ``on_chunk(index, text, start_s, seconds)`` is called as each chunk's audio is
-    ready, with where it starts in the answer's audio. Raises :class:`SourceError`
+    ready, with where it starts in the answer's audio; ``on_block(audio, start_s)``
+    as each block is accepted by the sink. Raises :class:`SourceError`
     after speaking what arrived if the source failed. Use it through
     :class:`voicestream.runner.Answer`, which adds the cost check, the events and
     ``stop()``.
@@ -239,6 +242,8 @@ async def speak(
             taken.append(audio)
             await sink.write(audio)
             taken.pop()
+            if on_block is not None:
+                on_block(audio, metrics.audio_s)
             metrics.audio_s += audio.seconds
         await sink.drain()
 
@@ -256,7 +261,7 @@ async def speak(
         # Cancelled or failed: keep the audio that exists but was not handed over
         # (a WAV stores it, a speaker drops it), in the order it was made.
         for audio in [*taken, *_drain(audio_in), *unsent]:
-            if sink.salvage(audio):
+            if sink.leftover(audio):
                 metrics.audio_s += audio.seconds
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
         audio_in.close()

@@ -7,7 +7,7 @@ which one is being spoken now (for captions), and, when an answer is cut off,
 the text heard up to that point (for the conversation history). The position
 is what the device has taken (a speaker's ``played_s``) or, for a file, what
 has been stored. Audio still queued when an answer is cut off was not heard,
-so it is dropped rather than salvaged.
+so it is dropped rather than kept.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Playback:
     async def drain(self) -> None:
         await self.sink.drain()
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         return False  # queued when the answer was cut off: never heard, so dropped
 
     def close(self) -> None:

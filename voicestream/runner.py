@@ -17,12 +17,13 @@ An answer:
    usage report), and collects the source's notices;
 4. reports as it goes to ``on_event``: :class:`Text` as the model writes,
    :class:`Chunk` when a chunk's audio is ready (where it starts in the answer's
-   audio), :class:`Notice`, and last one :class:`Finished`.
+   audio), :class:`Block` as the sink accepts audio, :class:`Notice`, and last
+   one :class:`Finished`.
 
 A failure the person should hear about (:class:`VoicestreamError`) is not raised:
 it is the result's ``error``, with outcome ``"failed"``. ``stop()`` ends the answer
 at once: the model's stream is closed, queued text and audio are dropped (or
-salvaged, by a sink that keeps them), and the outcome is ``"stopped"``.
+kept, by a sink that keeps leftovers), and the outcome is ``"stopped"``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 import trio
 
+from .audio import Audio
 from .channels import ChannelStatistics
 from .chunker import SentenceChunker
 from .config import Config
@@ -64,6 +66,14 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Block:
+    """A block of audio the sink accepted, ``audio_start_s`` into the answer's audio."""
+
+    audio: Audio
+    audio_start_s: float
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the person should know once the answer is over (one line)."""
 
@@ -77,7 +87,7 @@ class Finished:
     error: str | None = None
 
 
-Event = Text | Chunk | Notice | Finished
+Event = Text | Chunk | Block | Notice | Finished
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ class Answer:
                         chunker=SentenceChunker(self.config.chunker),
                         metrics=self.metrics,
                         on_chunk=self._chunk,
+                        on_block=lambda audio, start_s: self.on_event(Block(audio, start_s)),
                     )
                 except Exception as e:
                     cause = root_cause(e)

@@ -5,8 +5,9 @@ unwritable file is a usage error, not a failure halfway through an answer):
 
 - ``await write(audio)`` hands frames over, waiting if the sink is full;
 - ``await drain()`` waits until everything handed over has been played or stored;
-- ``salvage(audio) -> bool`` takes audio that was synthesized but not yet handed
-  over when the answer was cancelled: a file keeps it (True), a speaker drops it;
+- ``leftover(audio) -> bool`` is offered audio that was synthesized but not yet
+  handed over when the answer was cut short: a file keeps it (True), a speaker,
+  where it would play late, drops it (False);
 - ``close()`` releases the sink at once; always called, safe to call twice;
 - ``played_s``: seconds a device has played so far, or None for a sink that
   plays nothing (what it was handed counts as heard);
@@ -41,14 +42,14 @@ class Sink(Protocol):
 
     async def drain(self) -> None: ...
 
-    def salvage(self, audio: Audio) -> bool: ...
+    def leftover(self, audio: Audio) -> bool: ...
 
     def close(self) -> None: ...
 
 
 class BaseSink:
     """The defaults of a sink that is not a device: it never runs dry, plays nothing
-    (``played_s`` None), has nothing to drain, keeps nothing salvaged."""
+    (``played_s`` None), has nothing to drain, keeps no leftover."""
 
     underruns = 0
     underrun_s = 0.0
@@ -63,7 +64,7 @@ class BaseSink:
     async def drain(self) -> None:
         pass
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         return False
 
     def close(self) -> None:
@@ -130,8 +131,8 @@ class Both(BaseSink):
     async def drain(self) -> None:
         await self.speaker.drain()
 
-    def salvage(self, audio: Audio) -> bool:
-        return audio is self._filed or self.file.salvage(audio)
+    def leftover(self, audio: Audio) -> bool:
+        return audio is self._filed or self.file.leftover(audio)
 
     def close(self) -> None:
         try:

@@ -164,7 +164,7 @@ class SpeakerSink:
             # Pa_StopStream returns once the device has played what it holds.
             await trio.to_thread.run_sync(self._stream.stop, limiter=self._limiter)
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         return False
 
     def close(self) -> None:

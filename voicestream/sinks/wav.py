@@ -83,7 +83,9 @@ class WavSink(BaseSink):
             os.close(self._fd)
             raise UsageError(f"cannot write {path}: {describe(e)}") from None
 
-    def _store(self, audio: Audio) -> bool:
+    def store(self, audio: Audio) -> bool:
+        """Write ``audio`` now (False once the file failed or was closed); a failure is
+        one :class:`SinkError`."""
         if self._fd < 0 or self.failed:
             return False
         data = audio.samples.astype("<i2", copy=False).tobytes()
@@ -117,11 +119,11 @@ class WavSink(BaseSink):
 
     async def write(self, audio: Audio) -> None:
         # A few hundred kB to the page cache: not worth a thread.
-        self._store(audio)
+        self.store(audio)
 
-    def salvage(self, audio: Audio) -> bool:
+    def leftover(self, audio: Audio) -> bool:
         try:
-            return self._store(audio)
+            return self.store(audio)
         except SinkError:
             return False  # the answer is already ending; the first failure is the one reported
 
