@@ -15,6 +15,7 @@ import signal
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_CODES = frozenset(128 + int(signum) for signum in SIGNALS)
 
 _received = [signal.SIGINT]
 
