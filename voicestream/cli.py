@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
     common.add_argument("--rate", type=int, metavar="WPM", help="speech rate, words per minute")
     common.add_argument("--engine", choices=ENGINES, help="speech engine")
-    common.add_argument("--model", help="the Anthropic model")
+    common.add_argument("--model", help="the model (of the anthropic or openai source)")
     common.add_argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
     common.add_argument("--system", metavar="TEXT", help="the system prompt")
     common.add_argument("--max-cost", type=float, metavar="USD", help="refuse a costlier request")
@@ -83,10 +83,14 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("voice", "voice", args.voice),
         ("voice", "rate", args.rate),
         ("voice", "engine", args.engine),
+        # The model flags go to both API sources' tables; the one answering uses them.
         ("anthropic", "model", args.model),
         ("anthropic", "max_tokens", args.max_tokens),
         ("anthropic", "system", args.system),
         ("anthropic", "max_cost_usd", args.max_cost),
+        ("openai", "model", args.model),
+        ("openai", "max_tokens", args.max_tokens),
+        ("openai", "system", args.system),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value
@@ -175,6 +179,10 @@ async def _say_one(
     if name == "stdin":
         _check_stdin()
     check_source(name, cfg, prompt)
+    if name == "openai" and args.max_cost is not None:
+        raise UsageError(
+            "--max-cost needs the anthropic source, which counts the tokens before generating"
+        )
     if args.out is not None and args.metrics is not None and _same_file(args.out, args.metrics):
         raise UsageError(f"--out and --metrics name the same file {args.out}: give two files")
     if cfg.source.name == "auto" and name == "demo":

@@ -34,7 +34,8 @@ SPEECH_SYSTEM_PROMPT = (
 
 ENGINE_NAMES = ("espeak", "silent")
 POLICY_NAMES = ("adaptive", "fixed", "unbounded")
-SOURCE_NAMES = ("auto", "demo", "anthropic", "stdin")
+SOURCE_NAMES = ("auto", "demo", "anthropic", "openai", "stdin")
+RESUME_STRATEGIES = ("instruct", "prefill")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,25 @@ class AnthropicConfig:
         "claude-haiku-5-5:1:5",
         "claude-opus-5-5:15:75",
     )
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    model: str = "gpt-4o-mini"
+    max_tokens: int = number(1024, 1, 1_000_000)
+    system: str = SPEECH_SYSTEM_PROMPT
+    max_retries: int = number(2, 0, 10)
+    timeout_s: float = number(60.0, 0, 3600, open_low=True)
+    max_resumes: int = number(3, 0, 20)
+    resume_backoff_s: float = number(0.5, 0, 60)
+    # How a broken stream is resumed: "instruct" (ask to continue after the text so
+    # far) or "prefill" (the text so far as a final assistant message).
+    resume: str = one_of("instruct", RESUME_STRATEGIES)
+    continue_final_message: bool = False  # with prefill: vLLM's flag for it
+    tools: bool = True  # the calculator, by function calling
+    max_tool_rounds: int = number(5, 0, 50)
+    # "model:input:output", USD per million tokens; a model not listed costs 0 (local).
+    prices: tuple[str, ...] = ("gpt-4o-mini:0.15:0.6", "gpt-4o:2.5:10")
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,7 @@ class BuffersConfig:
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     anthropic: AnthropicConfig = field(default_factory=AnthropicConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)

@@ -2,6 +2,8 @@
 
 - :func:`start`: a loopback server speaking the Anthropic Messages streaming wire
   format, for the real SDK to talk to without a key or a network;
+- :func:`start_openai`: the same for OpenAI's Chat Completions (as local servers
+  speak it), with the faults and resume behaviours of real ones;
 - :func:`start_pulse`: a private PulseAudio daemon with a null sink whose monitor
   records what was played;
 - :class:`Terminal`: a program on a pseudo-terminal, typed into as a person would;
@@ -333,6 +335,177 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
     server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     fake = FakeAnthropic(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake
+
+
+@dataclass
+class OpenAIScript:
+    """What the next Chat Completions responses do."""
+
+    text: str = "Hello from the loopback model. It streams like a local server."
+    piece: int = 4  # characters per content delta
+    delay_s: float = 0.0
+    status: int = 200  # a non-200 status answers with an error body instead
+    error_message: str = "something went wrong"
+    drop_after: int | None = None  # cut the connection after this many deltas
+    end_after: int | None = None  # end cleanly after this many: no finish_reason, no [DONE]
+    error_after: int | None = None  # an error object in the stream after this many
+    stall_after: int | None = None  # go quiet after this many deltas, for stall_s
+    stall_s: float = 0.0
+    no_done: bool = False  # finish_reason arrives, then the stream ends without [DONE]
+    finish_reason: str = "stop"
+    faulty_requests: int = 1_000_000  # the faults above apply to this many requests
+    resume: str = "honour"  # a text so far: "honour" it, "ignore" it, "repeat" its end
+    reasoning: bool = False  # reasoning_content deltas before the text
+    tool_call: dict[str, Any] | None = None  # call the calculator with this, after the text
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "loopback",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _so_far(messages: list[dict[str, Any]]) -> str:
+    """The answer so far that a request carries: a final assistant message (prefill),
+    or one followed by a request to continue (instruct)."""
+    if messages and messages[-1]["role"] == "assistant":
+        return str(messages[-1].get("content") or "")
+    if (
+        len(messages) >= 2
+        and messages[-2]["role"] == "assistant"
+        and not any(m["role"] == "tool" for m in messages)
+    ):
+        return str(messages[-2].get("content") or "")
+    return ""
+
+
+@dataclass
+class FakeOpenAI:
+    server: ThreadingHTTPServer
+    script: OpenAIScript = field(default_factory=OpenAIScript)
+    requests: list[Request] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host if isinstance(host, str) else host.decode()}:{port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
+    """A loopback server speaking OpenAI's Chat Completions streaming format."""
+    fake: FakeOpenAI
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            request = Request(self.path, dict(self.headers.items()), body)
+            fake.requests.append(request)
+            try:
+                self._answer(request, body)
+            except (BrokenPipeError, ConnectionResetError):
+                request.outcome = "closed by client"
+
+        def _answer(self, request: Request, body: dict[str, Any]) -> None:
+            script = fake.script
+            if len(fake.requests) > script.faulty_requests:
+                script = OpenAIScript(
+                    text=script.text, piece=script.piece, delay_s=script.delay_s,
+                    resume=script.resume, tool_call=script.tool_call,
+                )  # fmt: skip
+            if script.status != 200:
+                error = {"error": {"message": script.error_message, "type": "error"}}
+                payload = json.dumps(error).encode()
+                self.send_response(script.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            messages = body.get("messages", [])
+            text, so_far = script.text, _so_far(messages)
+            tool_result = next((m for m in messages if m["role"] == "tool"), None)
+            if tool_result is not None:
+                text = f"That gives the result: {tool_result['content']}."
+            elif so_far and script.resume == "honour" and text.startswith(so_far):
+                text = text[len(so_far) :]
+            elif so_far and script.resume == "repeat" and text.startswith(so_far):
+                start = so_far.rstrip().rfind(" ") + 1  # the last word again
+                text = text[start:]
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+            events = [_chunk({"role": "assistant", "content": ""})]
+            if script.reasoning:
+                events.append(_chunk({"reasoning_content": "Let me think about it first."}))
+            deltas = [
+                _chunk({"content": text[i : i + script.piece]})
+                for i in range(0, len(text), script.piece)
+            ]
+            finish = script.finish_reason
+            tail = []
+            if script.tool_call is not None and tool_result is None:
+                finish = "tool_calls"
+                arguments = json.dumps(script.tool_call)
+                first = {"index": 0, "id": "call_1", "type": "function"}
+                first["function"] = {"name": "calculator", "arguments": arguments[:5]}
+                tail.append(_chunk({"tool_calls": [first]}))
+                rest = {"index": 0, "function": {"arguments": arguments[5:]}}
+                tail.append(_chunk({"tool_calls": [rest]}))
+            tail.append(_chunk({}, finish))
+            usage = {"prompt_tokens": 12, "completion_tokens": len(text) // 4, "total_tokens": 0}
+            tail.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+            if not script.no_done:
+                tail.append(b"data: [DONE]\n\n")
+            for data in events:
+                self._write(data)
+            for n, data in enumerate(deltas):
+                if n == script.drop_after:
+                    self.wfile.flush()
+                    return  # the connection closes mid-answer
+                if n == script.end_after:
+                    break
+                if n == script.stall_after:
+                    time.sleep(script.stall_s)
+                    return
+                if n == script.error_after:
+                    error = {"error": {"message": script.error_message, "type": "server_error"}}
+                    self._write(f"data: {json.dumps(error)}\n\n".encode())
+                    break
+                time.sleep(script.delay_s)
+                self._write(data)
+            else:
+                for data in tail:
+                    self._write(data)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            request.outcome = "complete"
+
+        def _write(self, data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    server.daemon_threads = True
+    fake = FakeOpenAI(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return fake
 

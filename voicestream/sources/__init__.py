@@ -20,7 +20,8 @@ import trio
 from ..config import Config
 from ..errors import UsageError
 
-SOURCES = ("auto", "demo", "anthropic", "stdin")
+SOURCES = ("auto", "demo", "anthropic", "openai", "stdin")
+API_SOURCES = ("anthropic", "openai")  # the ones that need a PROMPT and an SDK
 
 
 class Source(Protocol):
@@ -75,15 +76,19 @@ def resolve_name(name: str, environ: Mapping[str, str]) -> str:
     if name not in SOURCES:
         raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")
     if name == "auto":
-        return "anthropic" if environ.get("ANTHROPIC_API_KEY") else "demo"
+        if environ.get("ANTHROPIC_API_KEY"):
+            return "anthropic"
+        if environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_KEY"):
+            return "openai"
+        return "demo"
     return name
 
 
 async def preload(name: str) -> None:
-    """Import the named source's module in a worker thread: the Anthropic SDK takes
-    seconds to import, and whatever else is getting ready can do it side by side."""
-    if name == "anthropic":
-        await trio.to_thread.run_sync(importlib.import_module, f"{__name__}.anthropic")
+    """Import the named source's module in a worker thread: an SDK takes a second or
+    two to import, and whatever else is getting ready can do it side by side."""
+    if name in API_SOURCES:
+        await trio.to_thread.run_sync(importlib.import_module, f"{__name__}.{name}")
 
 
 def check_source(
@@ -92,13 +97,19 @@ def check_source(
     """Refuse settings the named (already resolved) source cannot work with; cheap,
     imports nothing, so it runs before anything is opened."""
     environ = os.environ if environ is None else environ
+    if name in API_SOURCES and not prompt:
+        raise UsageError(f'the {name} source needs a PROMPT: voicestream say "your question"')
     if name == "anthropic":
         if not environ.get("ANTHROPIC_API_KEY"):
             raise UsageError(
                 "the anthropic source needs ANTHROPIC_API_KEY: set it, or use --source demo"
             )
-        if not prompt:
-            raise UsageError('the anthropic source needs a PROMPT: voicestream say "your question"')
+    elif name == "openai":
+        if not (environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL")):
+            raise UsageError(
+                "the openai source needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "server (e.g. http://localhost:11434/v1 for Ollama); or use --source demo"
+            )
     elif name not in SOURCES:
         raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")
 
@@ -123,6 +134,10 @@ def open_source(
         from .stdin import StdinSource
 
         return StdinSource()
+    if name == "openai":
+        from .openai import OpenAISource
+
+        return OpenAISource(config.openai, prompt, history)
     from .anthropic import AnthropicSource
 
     return AnthropicSource(config.anthropic, prompt, history)
