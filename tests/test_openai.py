@@ -246,3 +246,16 @@ def test_the_anthropic_source_works_with_a_server_under_a_path_like_ollamas(
 def test_splice_drops_a_repeated_beginning(said: str, pieces: list[str], heard: str) -> None:
     splice = Splice(said)
     assert "".join(splice.feed(p) for p in pieces) + splice.flush() == heard
+
+
+def test_chat_with_the_openai_source_keeps_the_conversation(cli: Cli, fake: FakeOpenAI) -> None:
+    fake.script = OpenAIScript(text="Paris is the capital.")
+    result = cli.run(
+        "chat", "--source", "openai", "--out", "answers", input="Capital of France?\nAnd Spain?\n",
+        **env(fake),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Paris is the capital.\n" * 2
+    messages = fake.requests[1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[2]["content"] == "Paris is the capital."

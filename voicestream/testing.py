@@ -377,11 +377,8 @@ def _so_far(messages: list[dict[str, Any]]) -> str:
     or one followed by a request to continue (instruct)."""
     if messages and messages[-1]["role"] == "assistant":
         return str(messages[-1].get("content") or "")
-    if (
-        len(messages) >= 2
-        and messages[-2]["role"] == "assistant"
-        and not any(m["role"] == "tool" for m in messages)
-    ):
+    asked_to_continue = bool(messages) and "cut off" in str(messages[-1].get("content"))
+    if asked_to_continue and len(messages) >= 2 and messages[-2]["role"] == "assistant":
         return str(messages[-2].get("content") or "")
     return ""
 
