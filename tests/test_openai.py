@@ -259,3 +259,27 @@ def test_chat_with_the_openai_source_keeps_the_conversation(cli: Cli, fake: Fake
     messages = fake.requests[1].body["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[2]["content"] == "Paris is the capital."
+
+
+def test_the_tool_loop_is_bounded(cli: Cli, fake: FakeOpenAI) -> None:
+    fake.script = OpenAIScript(text="Again.", tool_call={"expression": "1+1"}, tool_always=True)
+    result = cli.run(
+        "say",
+        "q",
+        "--source",
+        "openai",
+        "--null",
+        **env(fake, VOICESTREAM_OPENAI_MAX_TOOL_ROUNDS="2"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.requests) == 3  # the question, then two tool rounds
+    assert "stopped after 2 rounds" in one_line(result.stderr)
+
+
+def test_a_refused_connection_is_one_line(cli: Cli) -> None:
+    result = cli.run(
+        "say", "q", "--source", "openai", "--null", OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        VOICESTREAM_OPENAI_MAX_RETRIES="0",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not connect" in one_line(result.stderr)

@@ -187,7 +187,8 @@ async def _say_one(
         raise UsageError(f"--out and --metrics name the same file {args.out}: give two files")
     if cfg.source.name == "auto" and name == "demo":
         print(
-            "voicestream: ANTHROPIC_API_KEY is not set; speaking the offline demo answer",
+            "voicestream: ANTHROPIC_API_KEY is not set (nor OPENAI_BASE_URL or OPENAI_API_KEY); "
+            "speaking the offline demo answer",
             file=stderr,
         )
     metrics_file = MetricsFile(args.metrics) if args.metrics is not None else None

@@ -359,6 +359,7 @@ class OpenAIScript:
     resume: str = "honour"  # a text so far: "honour" it, "ignore" it, "repeat" its end
     reasoning: bool = False  # reasoning_content deltas before the text
     tool_call: dict[str, Any] | None = None  # call the calculator with this, after the text
+    tool_always: bool = False  # keep calling it, round after round
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -438,7 +439,7 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
             messages = body.get("messages", [])
             text, so_far = script.text, _so_far(messages)
             tool_result = next((m for m in messages if m["role"] == "tool"), None)
-            if tool_result is not None:
+            if tool_result is not None and not script.tool_always:
                 text = f"That gives the result: {tool_result['content']}."
             elif so_far and script.resume == "honour" and text.startswith(so_far):
                 text = text[len(so_far) :]
@@ -459,7 +460,7 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
             ]
             finish = script.finish_reason
             tail = []
-            if script.tool_call is not None and tool_result is None:
+            if script.tool_call is not None and (tool_result is None or script.tool_always):
                 finish = "tool_calls"
                 arguments = json.dumps(script.tool_call)
                 first = {"index": 0, "id": "call_1", "type": "function"}
