@@ -205,34 +205,64 @@ def prefill_is_tool_turn(body: dict[str, Any]) -> bool:
     )
 
 
+class _Recording(BaseHTTPRequestHandler):
+    """What both loopback servers share: every request recorded (and whether the
+    client hung up mid-answer), JSON bodies, chunked writes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def requests(self) -> list[Request]:
+        raise NotImplementedError
+
+    def _answer(self, request: Request, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        request = Request(self.path, dict(self.headers.items()), body)
+        self.requests().append(request)
+        try:
+            self._answer(request, body)
+        except (BrokenPipeError, ConnectionResetError):
+            request.outcome = "closed by client"
+
+    def _json(self, status: int, body: Any) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _write(self, data: bytes, chunked: bool = True) -> None:
+        if chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+def _serve(handler: type[_Recording], host: str) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def start(host: str = "127.0.0.1") -> FakeAnthropic:
     fake: FakeAnthropic
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            request = Request(self.path, dict(self.headers.items()), body)
-            fake.requests.append(request)
-            try:
-                self._answer(request, body)
-            except (BrokenPipeError, ConnectionResetError):
-                request.outcome = "closed by client"
+    class Handler(_Recording):
+        def requests(self) -> list[Request]:
+            return fake.requests
 
         def _answer(self, request: Request, body: dict[str, Any]) -> None:
             if self.path.startswith("/v1/messages/count_tokens"):
                 counted = len(json.dumps([body.get("system"), body.get("messages")])) // 4
-                payload = json.dumps({"input_tokens": counted}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._json(200, {"input_tokens": counted})
                 return
             script = fake.script
             if len(fake.requests) > script.faulty_requests:
@@ -264,17 +294,7 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
                 verdict = "an error" if result.get("is_error") else "the result"
                 script = Script(text=f"That gives {verdict}: {result['content']}.", piece=4)
             if script.status != 200:
-                payload = json.dumps(
-                    {
-                        "type": "error",
-                        "error": {"type": script.error_type, "message": script.error_message},
-                    }
-                ).encode()
-                self.send_response(script.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._error(script.status, script.error_type, script.error_message)
                 return
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -319,23 +339,9 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
             request.outcome = "complete"
 
         def _error(self, status: int, kind: str, message: str) -> None:
-            payload = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload.encode())
+            self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
 
-        def _write(self, data: bytes, chunked: bool) -> None:
-            if chunked:
-                data = b"%x\r\n%s\r\n" % (len(data), data)
-            self.wfile.write(data)
-            self.wfile.flush()
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    fake = FakeAnthropic(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake = FakeAnthropic(_serve(Handler, host))
     return fake
 
 
@@ -404,21 +410,9 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
     """A loopback server speaking OpenAI's Chat Completions streaming format."""
     fake: FakeOpenAI
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            request = Request(self.path, dict(self.headers.items()), body)
-            fake.requests.append(request)
-            try:
-                self._answer(request, body)
-            except (BrokenPipeError, ConnectionResetError):
-                request.outcome = "closed by client"
+    class Handler(_Recording):
+        def requests(self) -> list[Request]:
+            return fake.requests
 
         def _answer(self, request: Request, body: dict[str, Any]) -> None:
             script = fake.script
@@ -428,13 +422,9 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
                     resume=script.resume, tool_call=script.tool_call,
                 )  # fmt: skip
             if script.status != 200:
-                error = {"error": {"message": script.error_message, "type": "error"}}
-                payload = json.dumps(error).encode()
-                self.send_response(script.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._json(
+                    script.status, {"error": {"message": script.error_message, "type": "error"}}
+                )
                 return
             messages = body.get("messages", [])
             text, so_far = script.text, _so_far(messages)
@@ -497,14 +487,7 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
             self.wfile.flush()
             request.outcome = "complete"
 
-        def _write(self, data: bytes) -> None:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    fake = FakeOpenAI(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake = FakeOpenAI(_serve(Handler, host))
     return fake
 
 

@@ -72,6 +72,46 @@ class TextSource(BaseSource):
             yield piece
 
 
+Causes = dict[int, tuple[str, str]]  # HTTP status: (what went wrong, what to do)
+
+
+def api_message(body: Any) -> str:
+    """The message in an API's error body (``{"error": {"message": ...}}``), or ""."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return ""
+
+
+def status_line(status: int, body: Any, causes: Causes, who: str) -> str:
+    """One line for a refused request: the cause, the status, the server's own words,
+    what to do. ``who`` is "the API" or "the server"."""
+    detail = api_message(body)
+    cause, advice = causes.get(status) or (
+        (f"{who} had an internal error", "try again")
+        if status >= 500
+        else (f"{who} refused the request", "check the settings")
+    )
+    return f"{cause} ({status}){': ' + detail if detail else ''}; {advice}"
+
+
+def price(prices: tuple[str, ...], model: str, table: str) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens of ``model`` in ``prices``
+    ("model:input:output" entries of the ``table`` settings), if listed."""
+    for entry in prices:
+        name, _, rest = entry.partition(":")
+        if name == model:
+            pin, _, pout = rest.partition(":")
+            try:
+                return float(pin), float(pout)
+            except ValueError:
+                raise UsageError(f"{table}.prices: '{entry}' is not model:input:output") from None
+    return None
+
+
 def resolve_name(name: str, environ: Mapping[str, str]) -> str:
     if name not in SOURCES:
         raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")

@@ -18,9 +18,10 @@ import trio
 from ..config import AnthropicConfig
 from ..errors import SourceError, UsageError
 from ..tools import TOOLS, run_tool
-from . import BaseSource
+from . import BaseSource, Causes, api_message, status_line
+from . import price as prices
 
-STATUS_CAUSES = {  # status: (what went wrong, what to do)
+STATUS_CAUSES: Causes = {
     400: ("the API rejected the request", "check the model name and the settings"),
     401: ("the API key was rejected", "check ANTHROPIC_API_KEY"),
     403: ("the API key is not allowed to do this", "check the key's permissions"),
@@ -31,19 +32,11 @@ STATUS_CAUSES = {  # status: (what went wrong, what to do)
 }
 
 
-def _api_message(body: Any) -> str:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-    return ""
-
-
 def describe(error: BaseException) -> str:
     """One line for a person, naming the cause."""
     if isinstance(error, anthropic.APIStatusError):
         status = error.status_code
-        detail = _api_message(error.body)
+        detail = api_message(error.body)
         if status == 200:  # an `event: error` inside the stream
             kind = (
                 error.body.get("error", {}).get("type", "error")
@@ -51,12 +44,7 @@ def describe(error: BaseException) -> str:
                 else "error"
             )
             return f"the API reported {kind} mid-answer: {detail or 'no details'}"
-        cause, advice = STATUS_CAUSES.get(status) or (
-            ("the API had an internal error", "try again")
-            if status >= 500
-            else ("the API refused the request", "check the settings")
-        )
-        return f"{cause} ({status}){': ' + detail if detail else ''}; {advice}"
+        return status_line(status, error.body, STATUS_CAUSES, "the API")
     if isinstance(error, anthropic.APITimeoutError):
         return "the API did not answer in time; check the network or raise anthropic.timeout_s"
     if isinstance(error, anthropic.APIConnectionError):
@@ -73,15 +61,7 @@ CACHEABLE_CHARS = 4096  # about the 1,024 tokens below which a prompt is not cac
 
 def price(config: AnthropicConfig) -> tuple[float, float] | None:
     """USD per million (input, output) tokens of the configured model, if known."""
-    for entry in config.prices:
-        model, _, rest = entry.partition(":")
-        if model == config.model:
-            pin, _, pout = rest.partition(":")
-            try:
-                return float(pin), float(pout)
-            except ValueError:
-                raise UsageError(f"anthropic.prices: '{entry}' is not model:input:output") from None
-    return None
+    return prices(config.prices, config.model, "anthropic")
 
 
 class _Cut(Exception):

@@ -32,11 +32,12 @@ import openai
 import trio
 
 from ..config import OpenAIConfig
-from ..errors import SourceError, UsageError
+from ..errors import SourceError
 from ..tools import TOOLS, run_tool
-from . import BaseSource
+from . import BaseSource, Causes, status_line
+from . import price as prices
 
-STATUS_CAUSES = {  # status: (what went wrong, what to do)
+STATUS_CAUSES: Causes = {
     400: ("the server rejected the request", "check openai.model and the settings"),
     401: ("the API key was rejected", "check OPENAI_API_KEY"),
     403: ("the API key is not allowed to do this", "check the key's permissions"),
@@ -65,26 +66,10 @@ FUNCTIONS = [
 ]
 
 
-def _api_message(body: Any) -> str:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return ""
-
-
 def describe(error: BaseException) -> str:
     """One line for a person, naming the cause."""
     if isinstance(error, openai.APIStatusError):
-        status, detail = error.status_code, _api_message(error.body)
-        cause, advice = STATUS_CAUSES.get(status) or (
-            ("the server had an internal error", "try again")
-            if status >= 500
-            else ("the server refused the request", "check the settings")
-        )
-        return f"{cause} ({status}){': ' + detail if detail else ''}; {advice}"
+        return status_line(error.status_code, error.body, STATUS_CAUSES, "the server")
     if isinstance(error, openai.APITimeoutError):
         return "the server did not answer in time; check it or raise openai.timeout_s"
     if isinstance(error, openai.APIConnectionError):
@@ -109,15 +94,7 @@ class _Cut(Exception):
 
 def price(config: OpenAIConfig) -> tuple[float, float]:
     """USD per million (input, output) tokens of the configured model; 0 if unlisted."""
-    for entry in config.prices:
-        model, _, rest = entry.partition(":")
-        if model == config.model:
-            pin, _, pout = rest.partition(":")
-            try:
-                return float(pin), float(pout)
-            except ValueError:
-                raise UsageError(f"openai.prices: '{entry}' is not model:input:output") from None
-    return 0.0, 0.0
+    return prices(config.prices, config.model, "openai") or (0.0, 0.0)
 
 
 class Splice:
