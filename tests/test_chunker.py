@@ -78,7 +78,8 @@ def test_first_fragment_never_waits_for_merging_and_later_ones_are_sentences() -
     later = chunks("First of all things, we begin here. Second, we go on with the rest, slowly.")
     assert later == [
         "First of all things,",
-        "we begin here. Second, we go on with the rest, slowly.",  # short: merged with the next
+        "we begin here.",  # the rest of a cut sentence: said on its own, not merged
+        "Second, we go on with the rest, slowly.",
     ]
 
 

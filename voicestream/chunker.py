@@ -25,9 +25,11 @@ For the ear: heading hashes, bullets, numbering, block quotes, table pipes (cell
 are read with a pause between them), emphasis, link and image syntax (the text is
 kept) and inline-code backticks are removed; list items, headings and table rows
 are chunks of their own; a fenced code block is replaced by a short phrase;
-emoji are dropped. Very short sentences are merged with the next one (never
-delaying the first chunk), and overlong ones are split at a clause mark or a
-word boundary.
+emoji are dropped. Very short whole sentences are merged with the next one (never
+delaying the first chunk; short in spoken length, a CJK character being a
+syllable); the rest of a sentence that was cut early is said on its own. Overlong
+sentences are split at a clause mark or a word boundary. A sentence may start in
+lower case after a full word (see :data:`LOWER_STARTERS`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ STARTERS = frozenset(
     A An In On At As But And So If When While What How Why Who Which Here Now Yes No
     Also However Our My For To After Before Finally First Second Next Some Many Most
     Der Die Das Es Er Sie Wir Ich Dann Aber Und Le La Les Il Elle Nous Je Ce Cette Mais
+    """.split()
+)
+# Lowercase words that open a sentence: after a period that follows a full word (not an
+# abbreviation, an initial or a number), one of these starts a new sentence even in
+# lower case, as models sometimes write ("...in lower case. it still has to be...").
+LOWER_STARTERS = frozenset(
+    """
+    i it its the this that these those there they their we our you your he she his her
+    a an and but so then now here what when while if however also yes no
     """.split()
 )
 # After "3." these make it an ordinal, not a sentence end ("am 3. Oktober").
@@ -95,6 +106,7 @@ _IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|!?\[([^\]]*)\]\[[^\]]*\]")
 _EMPHASIS = re.compile(
     r"~~|(?<!\w)(?:\*{1,3}|_{1,3})(?=[^\s*_])|(?<=[^\s*_])(?:\*{1,3}|_{1,3})(?!\w)"
 )
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U000e0020-\U000e007f\u2300-\u23ff]"
 )
@@ -112,6 +124,14 @@ def clean(text: str, drop_emoji: bool = True) -> str:
     if drop_emoji and not text.isascii():
         text = _EMOJI.sub("", text)
     return " ".join(text.split())
+
+
+def spoken_length(text: str) -> int:
+    """How long ``text`` takes to say, in characters of alphabetic text: a CJK
+    character is a syllable, and English runs about four letters to the syllable."""
+    if text.isascii():
+        return len(text)
+    return len(text) + 3 * len(_CJK.findall(text))
 
 
 def _nonspace_at(text: str, start: int) -> int:
@@ -283,10 +303,13 @@ class Boundaries:
             return Verdict.YES
         if term != ".":  # an ellipsis: a sentence end only if a new sentence follows
             return Verdict.of(not c.islower())
-        if c.islower():
-            return Verdict.NO
         before = buf[: mark.start()]
         token = before.rsplit(None, 1)[-1].lstrip(_OPENERS).lower() if before.strip() else ""
+        if c.islower():
+            if not _plain_word(token) or token in self.never_end or token in END_CAPABLE:
+                return Verdict.NO  # "e.g. this", "approx. ten", "p. 4", "U.S. and"
+            word = next_word(buf, nxt, final)  # "...in lower case. it still has to"
+            return Verdict.WAIT if word is None else Verdict.of(word in LOWER_STARTERS)
         if token in self.never_end:
             return Verdict.NO
         if token in END_CAPABLE:
@@ -313,6 +336,12 @@ class Boundaries:
         return Verdict.WAIT if word is None else Verdict.of(word.lower() not in MONTHS)
 
 
+def _plain_word(token: str) -> bool:
+    """A full word: letters only, three or more, with a vowel (abbreviations are short
+    or vowel-less: "st", "dept", "mgmt")."""
+    return len(token) >= 3 and token.isalpha() and any(v in token for v in "aeiouyäöüéèà")
+
+
 def next_word(buf: str, start: int, final: bool) -> str | None:
     """The word starting at ``start`` once it is complete, else None."""
     match = _WORD.match(buf, start)
@@ -331,6 +360,7 @@ class Merger:
         self.config = config
         self.held = ""  # a short sentence waiting to be merged with the next
         self.emitted = 0
+        self.cut_short = False  # the last chunk ended mid-sentence (a FRAGMENT)
 
     def emit(self, raw: str, cut: Cut, kind: LineKind) -> list[str]:
         """The chunks for ``raw``, which ends at a boundary of ``cut``."""
@@ -346,7 +376,16 @@ class Merger:
             self.held = ""
         if not text:
             return []
-        if cut is Cut.SENTENCE and self.emitted and len(text) < self.config.min_chars:
+        # Only a whole short sentence waits for the next; the rest of a sentence that
+        # was cut is said on its own, so the next sentence's start is not delayed.
+        whole = not self.cut_short
+        self.cut_short = cut is Cut.FRAGMENT
+        if (
+            cut is Cut.SENTENCE
+            and whole
+            and self.emitted
+            and spoken_length(text) < self.config.min_chars
+        ):
             self.held = text
             return []
         self.emitted += 1
