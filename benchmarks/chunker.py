@@ -10,7 +10,13 @@ Both are fed the same text in LLM-sized tokens (random 1-6 characters, seeded):
 - false splits on the tricky-case table of voicestream/chunker_cases.py: a boundary inside
   a sentence that is neither in the expected chunks, nor after a clause mark, nor a
   plain sentence end (after ! ? or after a period that follows an ordinary word).
-Prints a markdown table.
+- a boundary corpus of our own (BOUNDARY_TEXTS texts of 2-4 sentences, fed in tokens):
+  boundary recall (sentence ends where a chunk ends), recall on the hard ones (an
+  abbreviation that ends a sentence, a sentence starting in lower case, short CJK
+  sentences), false splits (a chunk end that is neither a sentence end nor after a
+  clause mark), and the first chunk: its words (median, p90) and the time from the
+  first token to its release at 60 tokens per second.
+Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -138,6 +144,117 @@ def corpus() -> str:
     return "\n\n".join(out)
 
 
+ORDINARY = [
+    "The library keeps its old maps in a cool room downstairs.",
+    "Most visitors come in the morning, before the heat sets in.",
+    "Our team measured the delay on three different machines.",
+    "The results were close to what the model had predicted.",
+    "A small change in the settings made the fan much quieter.",
+    "She wrote the first draft in two weeks and rewrote it twice.",
+    "The bridge was closed for repairs until the end of March.",
+    "Nobody expected the old printer to work after the move.",
+    "You can change the voice later in the settings file.",
+    "The recipe needs three eggs, some flour and a pinch of salt.",
+    "It took 45 minutes to download the update over the hotel network.",
+    "The museum opens at ten and closes at six on weekdays.",
+    "He kept the receipts in a shoebox under his desk.",
+    "When the power came back, the servers restarted on their own.",
+    "The answer depends on how much memory the machine has.",
+    "Rain is expected across the north of the country tomorrow.",
+    "The first version shipped with a bug in the login page.",
+    "Every chapter ends with a short list of questions.",
+    "The garden looks best in late spring, when the roses bloom.",
+    "They moved the meeting to Thursday because of the holiday.",
+]
+ABBREVIATION_ENDS = [  # the sentence ends with an abbreviation that can end one
+    "We bought apples, pears, plums, etc.",
+    "The contract went to Acme Inc.",
+    "The shop belongs to Miller and Sons Ltd.",
+    "The train arrives at six p.m.",
+]
+OPENERS = [  # a capitalized sentence opener after those
+    "Everything comes from the farm down the road.",
+    "They expect the results next week.",
+    "It was the only offer on the table.",
+    "The rest of the family arrived later.",
+]
+LOWERCASE = [  # models sometimes start a sentence in lower case
+    "it still has to be split for speech output.",
+    "the next step is to restart the service.",
+    "we tried it twice before it worked.",
+]
+CJK = ["你觉得怎么样？", "今天天气很好。", "我们明天去公园散步吧。", "这个问题很有意思！"]
+BOUNDARY_TEXTS = 64
+
+
+def boundary_corpus() -> list[list[tuple[str, bool]]]:
+    """Texts as ``(sentence, the boundary after it is a hard one)``, seeded."""
+    rng = random.Random(7)
+    texts: list[list[tuple[str, bool]]] = []
+    for n in range(BOUNDARY_TEXTS):
+        kind = n % 4
+        if kind == 3:
+            sentences = rng.sample(CJK, rng.randint(2, 3))
+            texts.append([(s, i < len(sentences) - 1) for i, s in enumerate(sentences)])
+            continue
+        text = [(rng.choice(ORDINARY), False)]
+        if kind == 1:
+            text += [(rng.choice(ABBREVIATION_ENDS), True), (rng.choice(OPENERS), False)]
+        elif kind == 2:
+            text[-1] = (text[-1][0], True)
+            text.append((rng.choice(LOWERCASE), False))
+        text += [(s, False) for s in rng.sample(ORDINARY, rng.randint(0, 2))]
+        texts.append(text)
+    return texts
+
+
+def joined(text: list[tuple[str, bool]]) -> tuple[str, dict[int, bool]]:
+    """The text, and its sentence boundaries (alnum offsets) -> hard."""
+    cjk = text[0][0][0] >= "\u3000"
+    out, ends, seen = [], {}, 0
+    for sentence, hard in text[:-1]:
+        out.append(sentence)
+        seen += len(alnum_positions(sentence))
+        ends[seen] = hard
+    out.append(text[-1][0])
+    return ("" if cjk else " ").join(out), ends
+
+
+def after_clause_mark(text: str, offset: int) -> bool:
+    end = alnum_positions(text)[offset - 1] + 1
+    return re.match(r"[^\w\s]*\s*[,;:—–，、]", text[end:]) is not None
+
+
+def quality(splitter: Splitter) -> dict[str, float]:
+    found = hard = hard_found = false = total = 0
+    first_words, first_s = [], []
+    for number, text in enumerate(boundary_corpus()):
+        string, ends = joined(text)
+        pieces = tokens(string, number)
+        released = list(splitter(pieces))
+        chunks = [c for _, c in released]
+        cuts = boundaries(chunks)
+        for offset, is_hard in ends.items():
+            total += 1
+            found += offset in cuts
+            hard += is_hard
+            hard_found += is_hard and offset in cuts
+        false += sum(1 for c in cuts - set(ends) if not after_clause_mark(string, c))
+        first_words.append(len(chunks[0].split()) if " " in string else len(chunks[0]))
+        first_s.append((released[0][0] + 1) / 60)
+    first_words.sort()
+    first_s.sort()
+    return {
+        "recall": found / total,
+        "hard": hard_found / hard,
+        "false": false,
+        "words": statistics.median(first_words),
+        "words_p90": first_words[int(len(first_words) * 0.9)],
+        "first_s": statistics.median(first_s),
+        "first_s_p90": first_s[int(len(first_s) * 0.9)],
+    }
+
+
 def cpu_seconds(splitter: Splitter, pieces: list[str]) -> float:
     start = time.process_time()
     for _ in splitter(pieces):
@@ -174,6 +291,24 @@ def main() -> None:
     for name, kbs, median, p90, count, where in rows:
         print(f"| {name} | {kbs:,.0f} | {median} | {p90} | {count} | {where} |")
     print(f"\nvoicestream is {ratio:,.0f}x faster than stream2sentence")
+    texts = boundary_corpus()
+    hard = sum(h for text in texts for _, h in text)
+    print(
+        f"\nBoundary corpus: {len(texts)} texts, "
+        f"{sum(len(t) - 1 for t in texts)} sentence boundaries ({hard} hard ones), in tokens\n"
+    )
+    print(
+        "| splitter | boundary recall | hard-case recall | false splits | first chunk words "
+        "(median, p90) | first token to first chunk at 60 tok/s (median, p90) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, splitter in SPLITTERS.items():
+        q = quality(splitter)
+        print(
+            f"| {name} | {q['recall']:.0%} | {q['hard']:.0%} | {q['false']:.0f} | "
+            f"{q['words']:.0f}, {q['words_p90']:.0f} | "
+            f"{q['first_s']:.2f} s, {q['first_s_p90']:.2f} s |"
+        )
 
 
 if __name__ == "__main__":
