@@ -11,7 +11,8 @@ Feed it text as it arrives; it returns the chunks that piece completed::
 
 How it decides. The text is scanned left to right for candidate boundaries: line
 breaks, sentence marks (``. ! ? …`` and CJK ``。！？``), and, for the first chunk
-only, clause marks and a word count. Each candidate is decided as soon as the text
+only, clause marks and, past a word count, a place where a speaker could pause
+(:meth:`Boundaries.word_limit`). Each candidate is decided as soon as the text
 after it settles it, and never later than the first non-space character after a
 sentence mark (a line break or a ``!``/``?`` followed by a space is decided at
 once). A few ambiguous cases need the next word: after an initial or a dotted
@@ -73,6 +74,37 @@ LOWER_STARTERS = frozenset(
     a an and but so then now here what when while if however also yes no
     """.split()
 )
+# Where a first chunk with no punctuation may be cut (after first_fragment_max_words):
+# just before a word that opens a clause or a phrase (a conjunction, a relative
+# pronoun, a preposition), and never right after a word that needs what follows (an
+# article, a preposition, an auxiliary or modal verb, a possessive, "to", a number).
+CUT_BEFORE = frozenset(
+    """
+    and but or nor so because although though while whereas when whenever if unless
+    until since after before which who whom whose where that in on at for with from by
+    about into onto during without through across along around near
+    und aber oder denn weil obwohl während wenn falls dass damit bis seit nachdem
+    bevor der die das welche welcher welches wo in an auf mit für von bei nach aus
+    et mais ou donc car parce quand lorsque si bien que qui où dont avec pour dans sur
+    sans depuis pendant
+    """.split()
+)
+NO_CUT_AFTER = frozenset(
+    """
+    a an the this that these those my your his her its our their to of in on at for
+    with from by about into onto over under after before between through during without
+    within across against among is are was were be been being am has have had do does
+    did can could will would shall should may might must not very one two three four
+    five six seven eight nine ten hundred thousand million
+    der die das den dem des ein eine einen einem einer mein dein sein ihr unser zu von
+    mit für bei nach aus über unter vor im am zum zur ist sind war waren hat haben wird
+    werden kann können muss müssen soll sollen darf nicht sehr
+    le la les un une des du au aux mon ton son ma ta sa mes tes ses notre votre leur à
+    de en dans sur pour par avec sans sous chez est sont était a ont sera peut doit pas
+    très
+    """.split()
+)
+TAIL_WORDS = 3  # an early cut leaves at least this many words of its sentence
 # After "3." these make it an ordinal, not a sentence end ("am 3. Oktober").
 MONTHS = frozenset(
     """
@@ -212,9 +244,11 @@ class Boundaries:
             at = mark.start() if mark else len(buf)
             if eager:
                 clause = _CLAUSE_MARK.search(buf, pos, at)
-                words = self.word_limit(buf, clause.start() if clause else at)
-                if words is not None:
+                cut, words = self.word_limit(buf, clause.start() if clause else at, final)
+                if cut is Verdict.YES:
                     return ((words, Cut.FRAGMENT) if words <= limit else self.too_long(buf)), pos
+                if cut is Verdict.WAIT:
+                    return self.too_long(buf, pending=True), pos
                 if clause:
                     if clause.start() > limit:
                         return self.too_long(buf), pos
@@ -273,16 +307,43 @@ class Boundaries:
         words = len(_WORD.findall(buf, 0, clause.start()))
         return Verdict.of(words >= self.config.first_fragment_words)
 
-    def word_limit(self, buf: str, upto: int) -> int | None:
-        """Where a first chunk with no punctuation ends (its last word), if before ``upto``."""
-        n = self.config.first_fragment_max_words
-        words = _NONSPACE.finditer(buf, 0, upto)
-        for i, word in enumerate(words, 1):
-            if i == n:
-                end = word.end()
-            elif i > n:
-                return end
-        return None
+    def word_limit(self, buf: str, upto: int, final: bool) -> tuple[Verdict, int]:
+        """Where a first chunk with no punctuation before ``upto`` ends, once it has
+        ``first_fragment_max_words``: at the first place a speaker could pause (just
+        before a word of :data:`CUT_BEFORE`, not after one of :data:`NO_CUT_AFTER`, a
+        number or a list marker), leaving the sentence at least :data:`TAIL_WORDS`
+        more words. ``(YES, end)``; ``WAIT`` for more text; ``NO``: not here."""
+        words = list(_NONSPACE.finditer(buf, 0, upto))
+        for k in range(self.config.first_fragment_max_words, len(words)):
+            before, after = words[k - 1], words[k]
+            if after.end() == len(buf) and not final:
+                return Verdict.WAIT, 0  # the next word is not complete yet
+            last = _bare(before.group())
+            if last in NO_CUT_AFTER or not last.isalpha() or _bare(after.group()) not in CUT_BEFORE:
+                continue
+            tail = self.tail(buf, before.end(), final)
+            return tail, before.end() if tail is Verdict.YES else 0
+        return Verdict.NO, 0
+
+    def tail(self, buf: str, pos: int, final: bool) -> Verdict:
+        """Whether a cut at ``pos`` leaves the sentence at least :data:`TAIL_WORDS` more
+        words: a tail of one or two is better said with the rest."""
+        scan = pos
+        while True:
+            mark = _SENTENCE_MARK.search(buf, scan)
+            if len(_NONSPACE.findall(buf, pos, mark.start() if mark else len(buf))) >= TAIL_WORDS:
+                return Verdict.YES
+            if mark is None:
+                return Verdict.NO if final else Verdict.WAIT
+            if mark.group() == "\n":
+                return Verdict.NO
+            end = mark.end()
+            while end < len(buf) and buf[end] in _CLOSERS:
+                end += 1
+            verdict = self.mark(buf, mark, end, final)
+            if verdict is not Verdict.NO:
+                return Verdict.NO if verdict is Verdict.YES else Verdict.WAIT
+            scan = mark.end()
 
     def mark(self, buf: str, mark: re.Match[str], end: int, final: bool) -> Verdict:
         """Whether this sentence mark (with its closers up to ``end``) ends a sentence."""
@@ -334,6 +395,11 @@ class Boundaries:
             return Verdict.NO  # "am 3. Oktober"
         word = next_word(buf, nxt, final)
         return Verdict.WAIT if word is None else Verdict.of(word.lower() not in MONTHS)
+
+
+def _bare(word: str) -> str:
+    """A word as the word lists hold it: lower case, without quotes or punctuation."""
+    return word.strip(_OPENERS + _CLOSERS + ".,;:!?…").lower()
 
 
 def _plain_word(token: str) -> bool:

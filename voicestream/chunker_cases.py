@@ -68,6 +68,12 @@ CASES: list[tuple[str, str, list[str]]] = [
     # the eager first fragment
     ("first fragment at comma", "Streaming speech works in a simple way, one sentence at a time.",
      ["Streaming speech works in a simple way,", "one sentence at a time."]),
+    ("first cut before a phrase", "The assistant has been running without trouble on the small server in the lab for a week now.",
+     ["The assistant has been running without trouble on the small server in the lab", "for a week now."]),
+    ("first cut never splits a phrase", "We should write everything down carefully in the notes before anyone changes the configuration file.",
+     ["We should write everything down carefully in the notes before anyone changes the configuration file."]),
+    ("first cut not after a list number", "To begin: 1. take the cable out, 2. plug it in, 3. press the button. It starts at once.",
+     ["To begin: 1. take the cable out, 2. plug it in, 3. press the button.", "It starts at once."]),
     ("first fragment word limit",
      "this sentence has no punctuation at all and it just keeps going on and on forever",
      ["this sentence has no punctuation at all and it just keeps going", "on and on forever"]),
