@@ -68,19 +68,27 @@ class Request:
 
 
 @dataclass
-class FakeAnthropic:
+class _Server:
     server: ThreadingHTTPServer
-    script: Script = field(default_factory=Script)
-    requests: list[Request] = field(default_factory=list)
 
     @property
-    def base_url(self) -> str:
+    def root(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host if isinstance(host, str) else host.decode()}:{port}"
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class FakeAnthropic(_Server):
+    script: Script = field(default_factory=Script)
+    requests: list[Request] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return self.root
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -391,19 +399,13 @@ def _so_far(messages: list[dict[str, Any]]) -> str:
 
 
 @dataclass
-class FakeOpenAI:
-    server: ThreadingHTTPServer
+class FakeOpenAI(_Server):
     script: OpenAIScript = field(default_factory=OpenAIScript)
     requests: list[Request] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host if isinstance(host, str) else host.decode()}:{port}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.root + "/v1"
 
 
 def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:

@@ -112,6 +112,23 @@ def price(prices: tuple[str, ...], model: str, table: str) -> tuple[float, float
     return None
 
 
+STREAM_CUT = (
+    "the answer stream ended before the model finished, and resuming did not complete it; "
+    "what arrived so far was kept"
+)
+
+
+def tool_rounds_notice(table: str, rounds: int) -> str:
+    return f"the model kept calling tools; stopped after {rounds} rounds ({table}.max_tool_rounds)"
+
+
+def max_tokens_notice(table: str, max_tokens: int) -> str:
+    return (
+        f"the answer was cut at {table}.max_tokens = {max_tokens}; raise it (or --max-tokens) "
+        "for longer answers"
+    )
+
+
 def resolve_name(name: str, environ: Mapping[str, str]) -> str:
     if name not in SOURCES:
         raise UsageError(f"unknown source '{name}': choose one of {', '.join(SOURCES)}")

@@ -18,7 +18,15 @@ import trio
 from ..config import AnthropicConfig
 from ..errors import SourceError, UsageError
 from ..tools import TOOLS, run_tool
-from . import BaseSource, Causes, api_message, status_line
+from . import (
+    STREAM_CUT,
+    BaseSource,
+    Causes,
+    api_message,
+    max_tokens_notice,
+    status_line,
+    tool_rounds_notice,
+)
 from . import price as prices
 
 STATUS_CAUSES: Causes = {
@@ -232,21 +240,12 @@ class AnthropicSource(BaseSource):
                     turn = ""
                     continue
                 if stop_reason == "tool_use":
-                    self.notices.append(
-                        f"the model kept calling tools; stopped after {rounds} rounds "
-                        "(anthropic.max_tool_rounds)"
-                    )
+                    self.notices.append(tool_rounds_notice("anthropic", rounds))
                 if stop_reason == "max_tokens":
-                    self.notices.append(
-                        f"the answer was cut at anthropic.max_tokens = {config.max_tokens}; "
-                        "raise it (or --max-tokens) for longer answers"
-                    )
+                    self.notices.append(max_tokens_notice("anthropic", config.max_tokens))
                 return
         except _Cut:
-            raise SourceError(
-                "the answer stream ended before the model finished, and resuming did not "
-                "complete it; what arrived so far was kept"
-            ) from None
+            raise SourceError(STREAM_CUT) from None
         except _BadEvent as e:
             raise SourceError(
                 f"the API sent an event that could not be read ({e}); what arrived so far was kept"

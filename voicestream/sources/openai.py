@@ -34,7 +34,7 @@ import trio
 from ..config import OpenAIConfig
 from ..errors import SourceError
 from ..tools import TOOLS, run_tool
-from . import BaseSource, Causes, status_line
+from . import STREAM_CUT, BaseSource, Causes, max_tokens_notice, status_line, tool_rounds_notice
 from . import price as prices
 
 STATUS_CAUSES: Causes = {
@@ -237,21 +237,12 @@ class OpenAISource(BaseSource):
                     turn = ""
                     continue
                 if finish == "tool_calls":
-                    self.notices.append(
-                        f"the model kept calling tools; stopped after {rounds} rounds "
-                        "(openai.max_tool_rounds)"
-                    )
+                    self.notices.append(tool_rounds_notice("openai", rounds))
                 if finish == "length":
-                    self.notices.append(
-                        f"the answer was cut at openai.max_tokens = {config.max_tokens}; "
-                        "raise it (or --max-tokens) for longer answers"
-                    )
+                    self.notices.append(max_tokens_notice("openai", config.max_tokens))
                 return
         except _Cut:
-            raise SourceError(
-                "the answer stream ended before the model finished, and resuming did not "
-                "complete it; what arrived so far was kept"
-            ) from None
+            raise SourceError(STREAM_CUT) from None
         except (openai.APIError, httpx2.HTTPError) as e:
             raise SourceError(describe(e)) from e
         finally:
