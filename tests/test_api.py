@@ -37,6 +37,7 @@ def test_the_readme_example_speaks_a_stream_into_a_wav(cli: Cli, tmp_path: Path)
 
 
 def test_every_public_name_is_importable_and_listed() -> None:
+    assert sorted(voicestream.__all__) == sorted(voicestream._HOME)  # one list, kept as two
     for name in voicestream.__all__:
         assert getattr(voicestream, name) is not None, name
     assert "speak" in voicestream.__all__ and "Answer" in dir(voicestream)

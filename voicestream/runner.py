@@ -131,6 +131,7 @@ class Answer:
         self.config = config
         self.captions = captions
         self.on_event = on_event or (lambda event: None)
+        self.listened = on_event is not None  # events per token and block only if so
         self.buffers = buffers or Buffers.from_config(config.buffers)
         self.metrics = Metrics()
         self.pieces: list[str] = []
@@ -166,8 +167,8 @@ class Answer:
                         buffers=self.buffers,
                         chunker=SentenceChunker(self.config.chunker),
                         metrics=self.metrics,
-                        on_chunk=self._chunk,
-                        on_block=lambda audio, start_s: self.on_event(Block(audio, start_s)),
+                        on_chunk=self._chunk if self.listened else None,
+                        on_block=self._block if self.listened else None,
                     )
                 except Exception as e:
                     cause = root_cause(e)
@@ -201,6 +202,9 @@ class Answer:
     def _chunk(self, index: int, text: str, start_s: float, seconds: float) -> None:
         self.on_event(Chunk(index, text, start_s, seconds))
 
+    def _block(self, audio: Audio, start_s: float) -> None:
+        self.on_event(Block(audio, start_s))
+
 
 class _Recorder:
     """The captions, passed on; the answer's text kept; a Text event for each piece."""
@@ -211,7 +215,8 @@ class _Recorder:
     def write(self, text: str) -> int:
         answer = self.answer
         answer.pieces.append(text)
-        answer.on_event(Text(text))
+        if answer.listened:
+            answer.on_event(Text(text))
         if answer.captions is not None:
             answer.captions.write(text)
         return len(text)

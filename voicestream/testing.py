@@ -218,9 +218,7 @@ class _Recording(BaseHTTPRequestHandler):
     client hung up mid-answer), JSON bodies, chunked writes."""
 
     protocol_version = "HTTP/1.1"
-
-    def requests(self) -> list[Request]:
-        raise NotImplementedError
+    fake: FakeAnthropic | FakeOpenAI  # set when the server starts: whose requests to record
 
     def _answer(self, request: Request, body: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -232,7 +230,7 @@ class _Recording(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         request = Request(self.path, dict(self.headers.items()), body)
-        self.requests().append(request)
+        self.fake.requests.append(request)
         try:
             self._answer(request, body)
         except (BrokenPipeError, ConnectionResetError):
@@ -264,9 +262,6 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
     fake: FakeAnthropic
 
     class Handler(_Recording):
-        def requests(self) -> list[Request]:
-            return fake.requests
-
         def _answer(self, request: Request, body: dict[str, Any]) -> None:
             if self.path.startswith("/v1/messages/count_tokens"):
                 counted = len(json.dumps([body.get("system"), body.get("messages")])) // 4
@@ -349,7 +344,7 @@ def start(host: str = "127.0.0.1") -> FakeAnthropic:
         def _error(self, status: int, kind: str, message: str) -> None:
             self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
 
-    fake = FakeAnthropic(_serve(Handler, host))
+    fake = Handler.fake = FakeAnthropic(_serve(Handler, host))
     return fake
 
 
@@ -413,9 +408,6 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
     fake: FakeOpenAI
 
     class Handler(_Recording):
-        def requests(self) -> list[Request]:
-            return fake.requests
-
         def _answer(self, request: Request, body: dict[str, Any]) -> None:
             script = fake.script
             if len(fake.requests) > script.faulty_requests:
@@ -489,7 +481,7 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
             self.wfile.flush()
             request.outcome = "complete"
 
-    fake = FakeOpenAI(_serve(Handler, host))
+    fake = Handler.fake = FakeOpenAI(_serve(Handler, host))
     return fake
 
 
