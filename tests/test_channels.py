@@ -148,6 +148,37 @@ async def test_jitter_target_grows_after_an_underrun_and_decays(
     assert receive.statistics().peak_capacity == 1.5
 
 
+async def test_jitter_keeps_ahead_what_the_slowest_production_needs(
+    clock: trio.testing.MockClock,
+) -> None:
+    """A slow engine (or one that stalled once) is learned from its synthesis time,
+    before any underrun, and that lesson does not decay away during the answer."""
+    send, receive = open_channel(Jitter(floor=1.0, cap=8.0, decay=0.1, margin=1.5), cost=float)
+    send.note_production(0.1)  # fast: the floor is enough
+    assert send.statistics().capacity == 1.0
+    send.note_production(2.0)  # a stall of 2 s: keep 3 s ahead
+    send.note_production(0.1)  # the slowest counts, not the latest
+    assert send.statistics().capacity == 3.0
+    for _ in range(6):
+        send.send_nowait(0.5)
+    with pytest.raises(trio.WouldBlock):
+        send.send_nowait(0.5)
+    for _ in range(60):  # a minute of steady playback: no decay below the lesson
+        await receive.receive()
+        await trio.sleep(0.5)
+        send.send_nowait(0.5)
+    assert receive.statistics().capacity == 3.0
+    assert receive.statistics().empty_receives == 0
+    send.note_production(100.0)
+    assert send.statistics().capacity == 8.0  # never past the cap
+
+
+async def test_fixed_ignores_production_times() -> None:
+    send, _receive = open_channel(Fixed(2))
+    send.note_production(5.0)
+    assert send.statistics().capacity == 2
+
+
 async def test_jitter_does_not_grow_when_the_producer_itself_starves(
     clock: trio.testing.MockClock,
 ) -> None:

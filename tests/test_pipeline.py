@@ -7,6 +7,7 @@ import itertools
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import trio
 import trio.testing
@@ -17,7 +18,7 @@ from voicestream.channels import Fixed
 from voicestream.chunker import SentenceChunker
 from voicestream.config import BuffersConfig, Config, DemoConfig
 from voicestream.errors import SourceError
-from voicestream.pipeline import Buffers, Metrics, speak
+from voicestream.pipeline import Buffers, Metrics, batches, blocks, speak
 from voicestream.runner import Answer, Block, Chunk, Event, Finished, Text
 from voicestream.sinks.wav import WavSink
 from voicestream.sources import BaseSource
@@ -30,6 +31,7 @@ class RecordingSink:
 
     underruns = 0
     underrun_s = 0.0
+    block_s = None  # like a device: blocks of buffers.audio_block_s
 
     def __init__(self, realtime: bool = True) -> None:
         self.realtime = realtime
@@ -223,6 +225,7 @@ class SlowSink:
 
     underruns = 0
     underrun_s = 0.0
+    block_s = None
 
     def __init__(self, sink: WavSink) -> None:
         self.sink = sink
@@ -274,3 +277,55 @@ async def test_stop_ends_the_answer_and_says_so(clock: trio.testing.MockClock) -
     assert source.sent < 100  # the source was not read to its end
     assert isinstance(events[-1], Finished) and events[-1].outcome == "stopped"
     assert answer.statistics().channels["audio"].size == 0  # nothing left behind
+
+
+async def test_fixed_in_units_counts_characters_and_seconds(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The decoupled baselines: text bounded in characters, audio in seconds."""
+    buffers = Buffers(text=Fixed(40, units=True), audio=Fixed(1.5, units=True))
+    source = ListSource([w + " " for w in (TEXT + " ").split(" ")] * 5, gap=0.01)
+    metrics = await speak(source, SilentSynthesizer(), RecordingSink(), buffers=buffers)
+    assert 20 < metrics.channels["pieces"].peak_used <= 40  # characters
+    assert metrics.channels["audio"].peak_used == pytest.approx(1.5)  # three 0.5 s blocks
+
+
+async def test_a_stage_that_falls_behind_takes_what_waits_in_one_batch() -> None:
+    send, receive = Buffers.from_config(BuffersConfig()).open("text")
+    for piece in ["One ", "two ", "three."]:
+        send.send_nowait(piece)
+    send.close()
+    assert [batch async for batch in batches(receive)] == [["One ", "two ", "three."]]
+
+
+def test_audio_blocks_are_views_of_the_chunk_not_copies() -> None:
+    audio = Audio(np.arange(22050 * 2, dtype=np.int16), 22050, "Two seconds.")
+    cut = blocks(audio, 0.5)
+    assert [len(b.samples) for b in cut] == [11025] * 4
+    assert [b.text for b in cut] == ["Two seconds.", "", "", ""]
+    assert all(np.shares_memory(b.samples, audio.samples) for b in cut)
+    assert np.array_equal(np.concatenate([b.samples for b in cut]), audio.samples)
+    assert blocks(audio, 5.0) == [audio]
+
+
+async def test_the_block_size_is_the_sinks_choice(
+    tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    """A device gets small blocks (buffers.audio_block_s); a file each chunk whole."""
+    device = RecordingSink()
+    metrics = await speak(DemoSource(DemoConfig()), SilentSynthesizer(), device)
+    assert max(a.seconds for a in device.written) == pytest.approx(0.5, abs=1e-4)
+    assert len(device.written) > 2 * metrics.chunks
+
+    written: list[Audio] = []
+
+    class File(WavSink):
+        async def write(self, audio: Audio) -> None:
+            written.append(audio)
+            await super().write(audio)
+
+    metrics = await speak(
+        DemoSource(DemoConfig()), SilentSynthesizer(), File(tmp_path / "a", 22050)
+    )
+    assert len(written) == metrics.chunks  # one block a chunk
+    assert all(a.text for a in written)

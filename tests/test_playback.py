@@ -42,6 +42,7 @@ class Device:
 
     underruns = 0
     underrun_s = 0.0
+    block_s = None
 
     def __init__(self) -> None:
         self.queue: list[Block] = []

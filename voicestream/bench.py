@@ -127,6 +127,7 @@ class Session(BaseSink):
     finished: bool = False
     answer: Answer | None = None
     sample_rate: int = SIM_RATE  # the engine's
+    block_s: float | None = None  # a device: the configured block size
 
     # -- the model and the network ----------------------------------------------
 

@@ -14,7 +14,8 @@ current capacity, or when the buffer is empty (so one large item cannot block a
 channel forever). The policies:
 
 - ``Fixed(capacity)``: a classic bounded queue. If in doubt, this with a small
-  capacity: backpressure is a feature.
+  capacity: backpressure is a feature. (The pipeline counts it in items, or with
+  ``units=True`` in what flows: characters, seconds of audio.)
 - ``Unbounded()``: never waits; memory grows with the backlog. For comparison.
 - ``Adaptive(floor, hard_cap, stall_budget)``: for a producer that must not stall
   (a model's stream times out when it is not read). Capacity starts at ``floor``.
@@ -28,13 +29,20 @@ channel forever). The policies:
   lets it hold just the backlog the producer needs to keep going.
 - ``Jitter(floor, cap)``: the audio jitter buffer, in seconds of audio. It keeps
   a target amount of audio ahead of playback: senders wait while the buffer holds
-  the target. The target grows by half when the consumer finds the buffer empty
-  (an empty receive) or nearly so (under a fifth of the target: a near miss) although
-  the producer had reached the target since the last growth -- jitter in the
-  producer, which more lookahead rides over; not when the producer never got
-  ahead, starved itself (more lookahead would not help) -- up to ``cap``, and it
-  decays by ``decay`` of itself per second of playback without trouble, down to
-  ``floor``.
+  the target. It learns the target two ways, up to ``cap``:
+
+  - from the producer: ``SendEnd.note_production(seconds)`` tells it how long
+    making the next item took (a synthesis); the target is kept at least
+    ``margin`` times the slowest so far, so the audio ahead outlasts the next
+    synthesis even for a slow engine, or one that has stalled once;
+  - from the consumer: the target grows by half when the consumer finds the
+    buffer empty (an empty receive) or nearly so (under a fifth of the target: a
+    near miss) although the producer had reached the target since the last
+    growth -- jitter, which more lookahead rides over; not when the producer
+    never got ahead, starved itself (more lookahead would not help).
+
+  What the consumer taught it decays by ``decay`` of itself per second of
+  playback without trouble, down to ``floor`` or what the producer taught it.
 
 ``statistics()`` on either end returns a frozen :class:`ChannelStatistics`.
 """
@@ -59,6 +67,7 @@ PATIENCE = 0.8  # of the stall budget: how long an Adaptive sender waits before 
 @dataclass(frozen=True)
 class Fixed:
     capacity: float
+    units: bool = False  # for the pipeline: count characters / seconds, not items
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ class Jitter:
     floor: float = BuffersConfig.audio_floor_s
     cap: float = BuffersConfig.audio_cap_s
     decay: float = 0.002  # of the target, per second without trouble: slowly
+    margin: float = 1.5  # audio ahead, in multiples of the slowest production seen
 
 
 Policy = Fixed | Unbounded | Adaptive | Jitter
@@ -140,6 +150,7 @@ class _State(Generic[T]):
         self.empty_receives = 0
         self.started = False  # an item has been received (Jitter)
         self.filled = False  # a sender found the target reached since the last growth
+        self.learned = 0.0  # Jitter: the target the producer's speed asks for
         self.last_receive = 0.0
 
     def fits(self, cost: float) -> bool:
@@ -152,7 +163,8 @@ class _State(Generic[T]):
         self.size += size
         self.peak_used = max(self.peak_used, self.used)
         self.peak_size = max(self.peak_size, self.size)
-        self.receivers.unpark()
+        if self.receivers:  # a parking lot is falsy when nobody waits: no work then
+            self.receivers.unpark()
 
     def take(self) -> T:
         item, cost, size = self.buffer.popleft()
@@ -160,10 +172,11 @@ class _State(Generic[T]):
         self.size -= size
         if not self.buffer:
             self.used = self.size = 0.0  # no float drift
-        drained = self.used <= self.capacity / 4 and not self.senders.statistics().tasks_waiting
+        drained = self.used <= self.capacity / 4 and not self.senders
         if isinstance(self.policy, Adaptive) and drained:
             self.capacity = max(self.policy.floor, self.capacity / 2)
-        self.senders.unpark_all()
+        if self.senders:
+            self.senders.unpark_all()
         return item
 
     def grow(self, cost: float) -> bool:
@@ -189,10 +202,17 @@ class _State(Generic[T]):
             self.filled = False
         elif self.started and not trouble:
             decayed = self.capacity * (1 - policy.decay) ** (now - self.last_receive)
-            self.capacity = max(policy.floor, decayed)
+            self.capacity = max(policy.floor, self.learned, decayed)
         self.peak_capacity = max(self.peak_capacity, self.capacity)
         self.started = True
         self.last_receive = now
+
+    def note_production(self, seconds: float) -> None:
+        policy = self.policy
+        if isinstance(policy, Jitter):
+            self.learned = max(self.learned, min(policy.cap, policy.margin * seconds))
+            self.capacity = max(self.capacity, self.learned)
+            self.peak_capacity = max(self.peak_capacity, self.capacity)
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -271,6 +291,11 @@ class SendEnd(trio.abc.SendChannel[T]):
         if waited > state.stall_budget:
             state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def note_production(self, seconds: float) -> None:
+        """The producer took ``seconds`` to make what it sends next (a Jitter channel
+        learns from it how much to keep ahead; other policies ignore it)."""
+        self._state.note_production(seconds)
 
     def clone(self) -> SendEnd[T]:
         if self._closed:

@@ -105,7 +105,7 @@ class OutputConfig:
 @dataclass(frozen=True)
 class BuffersConfig:
     policy: str = one_of("adaptive", POLICY_NAMES)
-    text_floor: int = number(32, 1, 2**31)
+    text_floor: int = number(1024, 1, 2**31)
     text_hard_cap: int = number(262144, 4096, 2**31)
     stall_budget_s: float = number(3.0, 0, 3600, open_low=True)
     audio_floor_s: float = number(2.0, 0, 3600, open_low=True)

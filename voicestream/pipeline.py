@@ -20,7 +20,7 @@ always closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -84,7 +84,9 @@ class Buffers:
         characters or seconds of audio, whatever the policy."""
         policy = self.text if kind == "text" else self.audio
         size: Callable[[Any], float] = len if kind == "text" else _seconds
-        counts_units = isinstance(policy, Adaptive | Jitter)  # Fixed and Unbounded count items
+        counts_units = isinstance(policy, Adaptive | Jitter) or (
+            isinstance(policy, Fixed) and policy.units
+        )
         return open_channel(
             policy, size if counts_units else None, size=size, stall_budget=self.stall_budget_s
         )
@@ -149,13 +151,37 @@ def _drain(receive: ReceiveEnd[T]) -> list[T]:
 
 
 def blocks(audio: Audio, seconds: float) -> list[Audio]:
-    """``audio`` cut into blocks of at most ``seconds``."""
+    """``audio`` cut into blocks of at most ``seconds``: views of its samples, no copies."""
     step = max(1, int(seconds * audio.rate))
     samples = audio.samples
+    if len(samples) <= step:
+        return [audio]
     return [
-        Audio(samples[i : i + step].copy(), audio.rate, audio.text if i == 0 else "")
+        Audio(samples[i : i + step], audio.rate, audio.text if i == 0 else "")
         for i in range(0, len(samples), step)
     ]
+
+
+async def batches(receive: ReceiveEnd[T]) -> AsyncIterator[list[T]]:
+    """What arrives on ``receive``, as lists: each wait for an item also takes
+    everything else already waiting, so a stage that falls behind catches up in
+    one go (one task switch per batch, not per item)."""
+    while True:
+        try:
+            batch = [await receive.receive()]
+        except trio.EndOfChannel:
+            return
+        batch.extend(_drain(receive))
+        yield batch
+
+
+async def send_all(out: SendEnd[T], items: Iterable[T]) -> None:
+    """Send ``items`` in order, without a task switch while there is room."""
+    for item in items:
+        try:
+            out.send_nowait(item)
+        except trio.WouldBlock:
+            await out.send(item)
 
 
 async def speak(
@@ -201,19 +227,21 @@ async def speak(
                         if captions is not None:
                             captions.write(piece)
                             captions.flush()
-                        await out.send(piece)
+                        try:  # no task switch while there is room: the next piece
+                            out.send_nowait(piece)  # is read at once (a checkpoint
+                        except trio.WouldBlock:  # of the source's own)
+                            await out.send(piece)
             except SourceError as e:
                 source_error.append(e)  # speak what arrived, then report
 
     async def chunk_text(pieces: ReceiveEnd[str], out: SendEnd[str]) -> None:
         async with pieces, out:
-            async for piece in pieces:
-                for chunk in chunker.feed(piece):
-                    await out.send(chunk)
-            for chunk in chunker.flush():
-                await out.send(chunk)
+            async for batch in batches(pieces):
+                await send_all(out, chunker.feed("".join(batch)))
+            await send_all(out, chunker.flush())
 
     unsent: list[Audio] = []  # synthesized, but its send was cancelled
+    block_s = sink.block_s or buffers.block_s
 
     async def synthesize(chunks: ReceiveEnd[str], out: SendEnd[Audio]) -> None:
         synthesized_s = 0.0
@@ -222,12 +250,14 @@ async def speak(
                 # Shielded: a synthesis takes milliseconds, and audio that exists
                 # when the answer is cancelled must not be thrown away.
                 with trio.CancelScope(shield=True):
+                    began = trio.current_time()
                     audio = await synthesizer.synthesize(chunk)
+                    out.note_production(trio.current_time() - began)
                 if on_chunk is not None:
                     on_chunk(metrics.chunks, chunk, synthesized_s, audio.seconds)
                 synthesized_s += audio.seconds
                 metrics.chunks += 1
-                unsent.extend(blocks(audio, buffers.block_s))
+                unsent.extend(blocks(audio, block_s))
                 metrics.inflight_audio_s = audio.seconds
                 while unsent:
                     await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent

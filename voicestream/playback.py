@@ -49,6 +49,10 @@ class Playback:
     def played_s(self) -> float | None:
         return self.sink.played_s
 
+    @property
+    def block_s(self) -> float | None:
+        return self.sink.block_s
+
     async def write(self, audio: Audio) -> None:
         if audio.text:
             self.starts.append(self.written)

@@ -11,7 +11,10 @@ unwritable file is a usage error, not a failure halfway through an answer):
 - ``close()`` releases the sink at once; always called, safe to call twice;
 - ``played_s``: seconds a device has played so far, or None for a sink that
   plays nothing (what it was handed counts as heard);
-- ``underruns``, ``underrun_s``: times (and seconds) a device ran dry mid-answer.
+- ``underruns``, ``underrun_s``: times (and seconds) a device ran dry mid-answer;
+- ``block_s``: the size of the audio blocks it wants, in seconds: small for a
+  device (None: ``buffers.audio_block_s``, so the jitter buffer and a barge-in
+  work at a fine grain), large for a file (each chunk whole: fewer writes).
 
 :class:`BaseSink` has the defaults of a sink that is not a device.
 """
@@ -28,7 +31,13 @@ from ..errors import UsageError
 SINKS = ("speaker", "wav", "null")
 
 
+FILE_BLOCK_S = 30.0  # a sink that plays nothing takes a chunk's audio in one block
+
+
 class Sink(Protocol):
+    @property
+    def block_s(self) -> float | None: ...
+
     @property
     def underruns(self) -> int: ...
 
@@ -53,6 +62,7 @@ class BaseSink:
 
     underruns = 0
     underrun_s = 0.0
+    block_s: float | None = FILE_BLOCK_S
 
     @property
     def played_s(self) -> float | None:
@@ -122,6 +132,10 @@ class Both(BaseSink):
     @property
     def played_s(self) -> float | None:
         return self.speaker.played_s
+
+    @property
+    def block_s(self) -> float | None:  # type: ignore[override]
+        return self.speaker.block_s
 
     async def write(self, audio: Audio) -> None:
         await self.file.write(audio)

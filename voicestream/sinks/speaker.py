@@ -99,6 +99,8 @@ class Ring:
 
 
 class SpeakerSink:
+    block_s = None  # the configured size: small blocks for a device
+
     def __init__(
         self, rate: int, device: str = "", latency_s: float = 0.1, buffer_s: float = 1.0
     ) -> None:
