@@ -1,24 +1,58 @@
-"""The buffer-policy benchmark's own machinery, on a short answer, in virtual time."""
+"""The buffer-policy benchmark's own machinery, on short answers, in virtual time.
+
+Each figure the benchmark reports is checked here against a case whose answer is
+known: timeouts where the network is small and the text channel fixed, underruns
+where the engine is slow and the audio buffer fixed, memory where nothing bounds
+it, waste where the listener stops early; and the summary's means and worsts.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from voicestream import bench
 
 SHORT = bench.Scenario("short", 1200, 80)
+NETWORK = 16 * 1024  # bytes: small, so that holding text back reaches the model
 
 
-def run(name: str, scenario: bench.Scenario = SHORT) -> bench.Result:
-    return bench.run_one(scenario, name, seed=3)
+def run(name: str, scenario: bench.Scenario = SHORT, network: int = NETWORK) -> bench.Result:
+    return bench.run_one(scenario, name, 3, network)
 
 
-def test_adaptive_keeps_the_model_going_with_little_memory() -> None:
-    adaptive, fixed, unbounded = run("Adaptive"), run("Fixed(4)"), run("Unbounded")
-    assert adaptive.producer_timeouts == 0 < fixed.producer_timeouts
+def test_a_loopback_connection_holds_far_more_than_a_few_tokens() -> None:
+    held = bench.measure_network(idle_s=0.3)
+    assert held > 64 * 1024  # the kernel's socket buffers: hundreds of kB to MB
+    assert held // len(bench.sse_delta("abc")) > 500  # text deltas
+
+
+def test_timeouts_are_counted_when_the_network_fills() -> None:
+    adaptive, fixed = run("Adaptive"), run("Fixed(4)")
+    assert fixed.producer_timeouts > 0 and fixed.longest_producer_wait_s > bench.STALL_BUDGET
+    assert adaptive.producer_timeouts == 0
+    assert adaptive.longest_producer_wait_s <= bench.STALL_BUDGET
+    roomy = run("Fixed(4)", network=10 * 2**20)  # the same policy, a network that holds it all
+    assert roomy.producer_timeouts == 0
+
+
+def test_memory_is_what_each_policy_holds() -> None:
+    adaptive, unbounded = run("Adaptive"), run("Unbounded")
+    one_second = run("text unbounded, audio 1 s")
     assert adaptive.peak_memory_bytes * 3 < unbounded.peak_memory_bytes
-    assert adaptive.underruns == 0
-    assert adaptive.ttfa_s is not None and adaptive.ttfa_s < 1.0
+    assert one_second.peak_audio_bytes < adaptive.peak_audio_bytes  # 1 s against a 2 s floor
+    for r in (adaptive, unbounded, one_second):
+        assert r.peak_memory_bytes <= r.peak_text_bytes + r.peak_audio_bytes
+        assert r.peak_memory_bytes >= max(r.peak_text_bytes, r.peak_audio_bytes)
+
+
+def test_a_slow_engine_underruns_a_lean_fixed_buffer_but_not_the_jitter_buffer() -> None:
+    piper = dataclasses.replace(SHORT, engine="piper")
+    adaptive, lean = run("Adaptive", piper), run("text unbounded, audio 1 s", piper)
+    assert lean.underruns > 3 and lean.underrun_s > 0
+    assert adaptive.underruns * 4 < lean.underruns  # learned from the engine speed
+    assert adaptive.ttfa_s is not None and adaptive.ttfa_s < 1.5
 
 
 def test_runs_are_deterministic() -> None:
@@ -29,6 +63,42 @@ def test_runs_are_deterministic() -> None:
 def test_interruption_counts_what_was_made_for_nothing() -> None:
     scenario = dataclasses.replace(SHORT, stop_after_speech_s=3.0)
     adaptive, unbounded = run("Adaptive", scenario), run("Unbounded", scenario)
-    assert adaptive.wasted_tokens > 0 and adaptive.unplayed_audio_s > 0
+    # The model wrote ~0.4 + 3 + first audio seconds at 80 tokens/s; ~3 s were spoken.
+    assert 200 < adaptive.wasted_tokens < 80 * 4
+    assert adaptive.unplayed_audio_s > 0
     assert adaptive.unplayed_audio_s * 3 < unbounded.unplayed_audio_s
     assert adaptive.completion_s < 5
+
+
+def result(policy: str, seed: int, **figures: float) -> bench.Result:
+    base = bench.Result("s", policy, seed, 0, 0.0, 100, 10, 90, 0.4, 0, 0.0, 0, 0.0, 10.0)
+    return dataclasses.replace(base, **figures)
+
+
+def test_the_summary_gives_mean_and_worst_over_seeds() -> None:
+    runs = [
+        result("Adaptive", 1, underruns=0, peak_memory_bytes=100),
+        result("Adaptive", 2, underruns=3, peak_memory_bytes=300),
+    ]
+    (summary,) = bench.summarize(runs)
+    assert summary.seeds == 2
+    assert summary.underruns_mean == 1.5 and summary.underruns_worst == 3
+    assert summary.memory_mean == 200 and summary.memory_worst == 300
+
+
+def test_targets_compare_with_the_best_baseline_that_is_as_good() -> None:
+    runs = [
+        result("Adaptive", 1, peak_memory_bytes=110),
+        result("lean but late", 1, peak_memory_bytes=50, producer_timeouts=2),
+        result("lean but gappy", 1, peak_memory_bytes=60, underruns=1),
+        result("fair", 1, peak_memory_bytes=100),
+        result("fat", 1, peak_memory_bytes=900),
+    ]
+    line = bench.targets(bench.summarize(runs)).splitlines()[-1]
+    assert "(fair): 1.10x" in line
+
+
+@pytest.mark.parametrize("name", list(bench.policies()))
+def test_every_policy_finishes_the_answer(name: str) -> None:
+    r = run(name, dataclasses.replace(SHORT, tokens=300), network=10 * 2**20)
+    assert r.producer_timeouts == 0 and r.ttfa_s is not None and r.completion_s > 10

@@ -68,8 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         "--transcript", type=Path, metavar="FILE", help="append the conversation as JSON lines"
     )
 
-    bench = commands.add_parser("bench", help="compare buffer policies in virtual time")
+    bench = commands.add_parser(
+        "bench", help="compare buffer policies in virtual time (--real: sessions at scale)"
+    )
     bench.add_argument("--out", type=Path, metavar="DIR", help="where the JSON and plots go")
+    bench.add_argument("--seeds", type=int, metavar="N", help="seeds 1..N per scenario (10)")
+    bench.add_argument(
+        "--real", action="store_true", help="N concurrent answers on the real clock instead"
+    )
+    bench.add_argument(
+        "--sessions", metavar="N,N,...", help="with --real: session counts (100,300,1000)"
+    )
 
     commands.add_parser("voices", help="list the voices the engine offers")
     commands.add_parser("devices", help="list the audio output devices PortAudio sees")
@@ -248,12 +257,18 @@ def _voices(stdout: TextIO) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """The buffer-policy benchmark (voicestream.bench); plots need the bench extra."""
+    """The buffer-policy benchmark (voicestream.bench; plots need the bench extra),
+    or with ``--real`` sessions at scale on the real clock (voicestream.bench_real)."""
+    if args.real:
+        from .bench_real import main as real
+
+        return real(["--sessions", args.sessions] if args.sessions else [])
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError("the benchmark needs matplotlib: run 'make bench'")
     from .bench import main as bench
 
-    return bench(["--out", str(args.out)] if args.out else [])
+    argv = ["--out", str(args.out)] if args.out else []
+    return bench(argv + (["--seeds", str(args.seeds)] if args.seeds else []))
 
 
 def _devices(stdout: TextIO, stderr: TextIO) -> int:
