@@ -29,20 +29,16 @@ channel forever). The policies:
   lets it hold just the backlog the producer needs to keep going.
 - ``Jitter(floor, cap)``: the audio jitter buffer, in seconds of audio. It keeps
   a target amount of audio ahead of playback: senders wait while the buffer holds
-  the target. It learns the target two ways, up to ``cap``:
-
-  - from the producer: ``SendEnd.note_production(seconds)`` tells it how long
-    making the next item took (a synthesis); the target is kept at least
-    ``margin`` times the slowest so far, so the audio ahead outlasts the next
-    synthesis even for a slow engine, or one that has stalled once;
-  - from the consumer: the target grows by half when the consumer finds the
-    buffer empty (an empty receive) or nearly so (under a fifth of the target: a
-    near miss) although the producer had reached the target since the last
-    growth -- jitter, which more lookahead rides over; not when the producer
-    never got ahead, starved itself (more lookahead would not help).
-
-  What the consumer taught it decays by ``decay`` of itself per second of
-  playback without trouble, down to ``floor`` or what the producer taught it.
+  the target. The producer says how long making each item took
+  (``SendEnd.note_production(seconds, audio_s)``, a synthesis); the target is
+  ``margin`` times the longest the next one may take: the slowest production so
+  far (with a tenth to spare), or a long sentence (``long_s`` of audio) at the
+  engine's speed (seconds of work per second of audio, the median of the last
+  nine) -- never under ``floor``, never over ``cap``. So a
+  fast engine keeps the floor, a slow one (Piper) keeps enough ahead before it has
+  run dry once, and one that has stalled keeps its stall ahead for the rest of
+  the answer. Underruns that come from the text running out (a slow model) teach
+  it nothing: more audio ahead would not have helped.
 
 ``statistics()`` on either end returns a frozen :class:`ChannelStatistics`.
 """
@@ -50,6 +46,7 @@ channel forever). The policies:
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,8 +84,8 @@ class Adaptive:
 class Jitter:
     floor: float = BuffersConfig.audio_floor_s
     cap: float = BuffersConfig.audio_cap_s
-    decay: float = 0.002  # of the target, per second without trouble: slowly
-    margin: float = 1.5  # audio ahead, in multiples of the slowest production seen
+    margin: float = 1.5  # a long sentence's synthesis, in multiples of the engine's speed
+    long_s: float = 8.0  # a long sentence's audio
 
 
 Policy = Fixed | Unbounded | Adaptive | Jitter
@@ -108,7 +105,7 @@ class ChannelStatistics:
     longest_send_wait: float  # seconds, by trio's clock
     producer_timeouts: int  # sends that waited longer than the stall budget
     hard_cap_waits: int  # sends that had to wait because the hard cap was reached
-    empty_receives: int  # receives that found the buffer empty after the first (Jitter)
+    empty_receives: int  # receives that found the buffer empty after the first
     open_send_channels: int
     open_receive_channels: int
 
@@ -148,10 +145,9 @@ class _State(Generic[T]):
         self.producer_timeouts = 0
         self.hard_cap_waits = 0
         self.empty_receives = 0
-        self.started = False  # an item has been received (Jitter)
-        self.filled = False  # a sender found the target reached since the last growth
-        self.learned = 0.0  # Jitter: the target the producer's speed asks for
-        self.last_receive = 0.0
+        self.started = False  # an item has been received
+        self.slowest = 0.0  # Jitter: the longest production so far, seconds
+        self.speeds: deque[float] = deque(maxlen=9)  # seconds of work per second of audio
 
     def fits(self, cost: float) -> bool:
         return self.used + cost <= self.capacity or not self.buffer
@@ -189,30 +185,17 @@ class _State(Generic[T]):
         self.peak_capacity = max(self.peak_capacity, self.capacity)
         return True
 
-    def jitter_observe(self, starved: bool) -> None:
-        """Jitter: adjust the target from what the consumer just found."""
+    def note_production(self, seconds: float, audio_s: float) -> None:
         policy = self.policy
-        assert isinstance(policy, Jitter)
-        now = trio.current_time()
-        trouble = self.started and (starved or self.used < self.capacity / 5)
-        self.empty_receives += self.started and starved
-        if trouble and self.filled:
-            # The producer had filled the target and still fell behind: jitter.
-            self.capacity = min(policy.cap, self.capacity * 1.5)
-            self.filled = False
-        elif self.started and not trouble:
-            decayed = self.capacity * (1 - policy.decay) ** (now - self.last_receive)
-            self.capacity = max(policy.floor, self.learned, decayed)
+        if not isinstance(policy, Jitter):
+            return
+        self.slowest = max(self.slowest, seconds)
+        if audio_s > 0:
+            self.speeds.append(seconds / audio_s)
+        speed = statistics.median(self.speeds) if self.speeds else 0.0  # a stall is no speed
+        needed = max(1.1 * self.slowest, policy.margin * speed * policy.long_s)
+        self.capacity = max(policy.floor, min(policy.cap, needed))
         self.peak_capacity = max(self.peak_capacity, self.capacity)
-        self.started = True
-        self.last_receive = now
-
-    def note_production(self, seconds: float) -> None:
-        policy = self.policy
-        if isinstance(policy, Jitter):
-            self.learned = max(self.learned, min(policy.cap, policy.margin * seconds))
-            self.capacity = max(self.capacity, self.learned)
-            self.peak_capacity = max(self.peak_capacity, self.capacity)
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -253,7 +236,6 @@ class SendEnd(trio.abc.SendChannel[T]):
         if not state.open_receive:
             raise trio.BrokenResourceError
         if not state.fits(cost):
-            state.filled = True
             raise trio.WouldBlock
         state.put(item, cost)
 
@@ -292,10 +274,11 @@ class SendEnd(trio.abc.SendChannel[T]):
             state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def note_production(self, seconds: float) -> None:
-        """The producer took ``seconds`` to make what it sends next (a Jitter channel
-        learns from it how much to keep ahead; other policies ignore it)."""
-        self._state.note_production(seconds)
+    def note_production(self, seconds: float, audio_s: float = 0.0) -> None:
+        """The producer took ``seconds`` to make what it sends next (``audio_s`` of
+        audio): a Jitter channel learns from it how much to keep ahead; other
+        policies ignore it."""
+        self._state.note_production(seconds, audio_s)
 
     def clone(self) -> SendEnd[T]:
         if self._closed:
@@ -340,8 +323,7 @@ class ReceiveEnd(trio.abc.ReceiveChannel[T]):
         if self._closed:
             raise trio.ClosedResourceError
         if state.buffer:
-            if isinstance(state.policy, Jitter):
-                state.jitter_observe(starved=False)
+            state.started = True
             return state.take()
         if not state.open_send:
             raise trio.EndOfChannel
@@ -355,8 +337,8 @@ class ReceiveEnd(trio.abc.ReceiveChannel[T]):
             if self._closed:
                 raise trio.ClosedResourceError
             if state.buffer:
-                if isinstance(state.policy, Jitter):
-                    state.jitter_observe(starved)
+                state.empty_receives += state.started and starved
+                state.started = True
                 item = state.take()
                 break
             if not state.open_send:

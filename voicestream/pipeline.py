@@ -252,7 +252,7 @@ async def speak(
                 with trio.CancelScope(shield=True):
                     began = trio.current_time()
                     audio = await synthesizer.synthesize(chunk)
-                    out.note_production(trio.current_time() - began)
+                    out.note_production(trio.current_time() - began, audio.seconds)
                 if on_chunk is not None:
                     on_chunk(metrics.chunks, chunk, synthesized_s, audio.seconds)
                 synthesized_s += audio.seconds
