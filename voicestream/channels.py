@@ -85,7 +85,7 @@ class Jitter:
     floor: float = BuffersConfig.audio_floor_s
     cap: float = BuffersConfig.audio_cap_s
     margin: float = 1.5  # a long sentence's synthesis, in multiples of the engine's speed
-    long_s: float = 8.0  # a long sentence's audio
+    long_s: float = 12.0  # a long sentence's audio (200 characters)
 
 
 Policy = Fixed | Unbounded | Adaptive | Jitter
