@@ -1,7 +1,8 @@
 # The two commands of the README's quick start. Each installs what it needs
 # (system packages with apt-get, Python packages into .venv) and is idempotent.
 VENV := .venv
-SYSTEM_PACKAGES := libespeak-ng1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+SYSTEM_PACKAGES := libespeak-ng1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins \
+  chromium chromium-driver
 CODE := voicestream tests benchmarks
 
 .PHONY: demo test bench setup system-packages

@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
         "--transcript", type=Path, metavar="FILE", help="append the conversation as JSON lines"
     )
 
+    serve = commands.add_parser(
+        "serve", parents=[common], help="speak answers to browsers and HTTP clients"
+    )
+    serve.add_argument("--host", help="the address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="the port (8000; 0: any free port)")
+    serve.add_argument("--max-answers", type=int, metavar="N", help="answers at once (16)")
+    serve.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="the bearer token (or VOICESTREAM_TOKEN)"
+    )
+
     bench = commands.add_parser(
         "bench", help="compare buffer policies in virtual time (--real: sessions at scale)"
     )
@@ -100,6 +110,9 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("openai", "model", args.model),
         ("openai", "max_tokens", args.max_tokens),
         ("openai", "system", args.system),
+        ("server", "host", getattr(args, "host", None)),
+        ("server", "port", getattr(args, "port", None)),
+        ("server", "max_answers", getattr(args, "max_answers", None)),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value
@@ -227,6 +240,28 @@ async def _say_one(
     return 0
 
 
+async def _serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from . import server
+
+    cfg = configuration.load(args.config, os.environ, _flags(args))
+    name = resolve_name(cfg.source.name, os.environ)
+    token = server.read_token(os.environ, args.token_file)
+    server.check(cfg, name, token, os.environ)
+    if name == "anthropic":
+        await preload(name)
+
+    async with trio.open_nursery() as nursery:
+        live, port = await nursery.start(server.serve, cfg, name, token)
+        print(
+            f"voicestream: serving {name} answers on http://{cfg.server.host}:{port}/ "
+            f"(Ctrl-C or SIGTERM stops)",
+            file=stderr,
+            flush=True,
+        )
+    exit_code: int = live.exit_code
+    return exit_code
+
+
 async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from .chat import Chat
     from .terminal import Keyboard
@@ -299,7 +334,8 @@ def run(
         if args.command == "bench":
             return _bench(args)
         try:
-            result: int = trio.run(_chat if args.command == "chat" else _say, args, stdout, stderr)
+            command = {"chat": _chat, "serve": _serve}.get(args.command, _say)
+            result: int = trio.run(command, args, stdout, stderr)
         except BaseExceptionGroup as group:
             raise root_cause(group) from group
         return result

@@ -115,6 +115,20 @@ class BuffersConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = number(8000, 0, 65535)
+    max_answers: int = number(16, 1, 100_000)
+    window_s: float = number(60.0, 1, 3600)
+    lead_s: float = number(5.0, 0.5, 600)
+    budget_mb: float = number(256.0, 1, 1_000_000)
+    grace_s: float = number(30.0, 0, 86400)
+    retention_s: float = number(300.0, 0, 86400)
+    heartbeat_s: float = number(15.0, 0.1, 3600)
+    max_prompt_chars: int = number(16000, 1, 1_000_000)
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     anthropic: AnthropicConfig = field(default_factory=AnthropicConfig)
@@ -124,6 +138,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     buffers: BuffersConfig = field(default_factory=BuffersConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 # Rules between two keys: (smaller, larger), each "table.key"; smaller <= larger.
@@ -131,6 +146,7 @@ ORDERED = (
     ("buffers.text_floor", "buffers.text_hard_cap"),
     ("buffers.audio_floor_s", "buffers.audio_cap_s"),
     ("chunker.first_fragment_words", "chunker.first_fragment_max_words"),
+    ("server.lead_s", "server.window_s"),
 )
 
 

@@ -109,6 +109,7 @@ class AnthropicSource(BaseSource):
         self.prompt = prompt
         self.history = list(history or [])  # earlier turns of a conversation
         self.resumes = 0
+        self.stop_reason: str | None = None
         self.usage: dict[str, int] = {
             "input_tokens": 0,
             "output_tokens": 0,
@@ -126,6 +127,8 @@ class AnthropicSource(BaseSource):
     def report(self) -> dict[str, Any]:
         """Usage and cost of the answer, for --metrics (never the key)."""
         report: dict[str, Any] = {"model": self.config.model, "resumes": self.resumes}
+        if self.stop_reason is not None:
+            report["stop_reason"] = self.stop_reason
         report.update(self.usage)
         prices = price(self.config)
         if prices is not None:
@@ -243,6 +246,7 @@ class AnthropicSource(BaseSource):
                     self.notices.append(tool_rounds_notice("anthropic", rounds))
                 if stop_reason == "max_tokens":
                     self.notices.append(max_tokens_notice("anthropic", config.max_tokens))
+                self.stop_reason = stop_reason
                 return
         except _Cut:
             raise SourceError(STREAM_CUT) from None

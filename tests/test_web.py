@@ -1,0 +1,106 @@
+"""The web page in a real browser: Debian's chromium, headless, driven by selenium
+through chromium-driver, against the real server (its own process) with the
+loopback Anthropic stand-in upstream and real espeak-ng."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from voicestream.testing import FakeAnthropic, Script, wait_for
+
+TEXT = (
+    "Streaming speech starts early. Each sentence is spoken as soon as it is ready. "
+    "The page highlights the sentence you hear. It follows the audio clock, not the text. "
+) * 6
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        pytest.fail("chromium and chromium-driver are not installed: run 'make test'")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=900,900",
+    ):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def server(cli: Cli, fake_api: FakeAnthropic) -> Iterator[str]:
+    process = cli.popen(
+        "serve", "--source", "anthropic", "--port", "0",
+        ANTHROPIC_API_KEY="sk-ant-test-browser-key", ANTHROPIC_BASE_URL=fake_api.base_url,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        assert " on http" in line, line + process.stderr.read().decode()
+        yield line.split(" on ")[1].split("/ ")[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def played(driver: webdriver.Chrome) -> float:
+    return float(driver.find_element(By.TAG_NAME, "body").get_attribute("data-played-s") or 0)
+
+
+def heard(driver: webdriver.Chrome) -> int:
+    return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-heard-index") or -1)
+
+
+def test_the_page_speaks_highlights_what_is_heard_and_stops(
+    browser: webdriver.Chrome, server: str, fake_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake_api.script = Script(text=TEXT, piece=3, delay_s=0.02)
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.05)
+    question = browser.find_element(By.ID, "question")
+    question.send_keys("How does streaming speech work?", Keys.ENTER)  # by keyboard
+    wait.until(lambda d: d.find_element(By.ID, "answer").text.startswith("Streaming speech"))
+    wait.until(lambda d: played(d) > 0.5)  # Web Audio played the streamed WAV
+    indices = []
+    wait.until(lambda d: indices.append(heard(d)) or heard(d) >= 2)  # it follows the audio
+    assert indices[0] <= 0 and sorted(set(indices)) == sorted(set(indices), key=indices.index)
+    highlighted = browser.find_elements(By.CSS_SELECTOR, "#spoken span.heard")
+    assert len(highlighted) == 1 and highlighted[0].get_attribute("data-index") == str(
+        heard(browser)
+    )
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    browser.find_element(By.ID, "stop").click()
+    wait.until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "stopped"
+    )
+    silent_from = played(browser)
+    time.sleep(0.5)
+    assert played(browser) == silent_from  # silence: nothing more plays after Stop
+    wait_for(lambda: fake_api.requests[-1].outcome == "closed by client", 10)
+    history = browser.find_element(By.ID, "history").text
+    assert "How does streaming speech work?" in history and "Streaming speech" in history
+    assert len(history) < len(TEXT)  # what was heard, not the whole answer
