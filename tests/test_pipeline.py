@@ -18,7 +18,7 @@ from voicestream.channels import Fixed
 from voicestream.chunker import SentenceChunker
 from voicestream.config import BuffersConfig, Config, DemoConfig
 from voicestream.errors import SourceError
-from voicestream.pipeline import Buffers, Metrics, batches, blocks, speak
+from voicestream.pipeline import Buffers, Metrics, blocks, speak
 from voicestream.runner import Answer, Block, Chunk, Event, Finished, Text
 from voicestream.sinks.wav import WavSink
 from voicestream.sources import BaseSource
@@ -168,10 +168,9 @@ async def test_fixed_channels_stay_bounded_and_hold_the_producer_back(
     buffers = Buffers(text=Fixed(8), audio=Fixed(2))
     source = ListSource([w + " " for w in (TEXT + " ").split(" ")] * 30, gap=0.01)
     metrics = await speak(source, SilentSynthesizer(), RecordingSink(), buffers=buffers)
-    assert metrics.channels["pieces"].peak_used <= 8
     assert metrics.channels["chunks"].peak_used <= 8
     assert metrics.channels["audio"].peak_used <= 2
-    assert metrics.channels["pieces"].longest_send_wait_s > 1  # the producer was held back
+    assert metrics.channels["chunks"].longest_send_wait_s > 1  # the producer was held back
 
 
 async def test_adaptive_channels_keep_the_producer_going_and_audio_short(
@@ -183,7 +182,7 @@ async def test_adaptive_channels_keep_the_producer_going_and_audio_short(
     sink = RecordingSink()
     metrics = await speak(source, SilentSynthesizer(), sink, buffers=buffers)
     audio = metrics.channels["audio"]
-    text = [metrics.channels["pieces"], metrics.channels["chunks"]]
+    text = [metrics.channels["chunks"]]
     assert all(c.producer_timeouts == 0 for c in text)
     assert all(c.longest_send_wait_s <= config.stall_budget_s for c in text)
     assert max(c.peak_capacity for c in text) > config.text_floor  # it grew under pressure
@@ -283,29 +282,23 @@ async def test_fixed_in_units_counts_characters_and_seconds(
     clock: trio.testing.MockClock,
 ) -> None:
     """The decoupled baselines: text bounded in characters, audio in seconds."""
-    buffers = Buffers(text=Fixed(40, units=True), audio=Fixed(1.5, units=True))
+    buffers = Buffers(text=Fixed(120, units=True), audio=Fixed(1.5, units=True))
     source = ListSource([w + " " for w in (TEXT + " ").split(" ")] * 5, gap=0.01)
     metrics = await speak(source, SilentSynthesizer(), RecordingSink(), buffers=buffers)
-    assert 20 < metrics.channels["pieces"].peak_used <= 40  # characters
+    assert 60 < metrics.channels["chunks"].peak_used <= 120  # characters
     assert metrics.channels["audio"].peak_used == pytest.approx(1.5)  # three 0.5 s blocks
 
 
-async def test_a_stage_that_falls_behind_takes_what_waits_in_one_batch() -> None:
-    send, receive = Buffers.from_config(BuffersConfig()).open("text")
-    for piece in ["One ", "two ", "three."]:
-        send.send_nowait(piece)
-    send.close()
-    assert [batch async for batch in batches(receive)] == [["One ", "two ", "three."]]
-
-
-def test_audio_blocks_are_views_of_the_chunk_not_copies() -> None:
+def test_audio_goes_whole_to_a_file_and_in_blocks_of_its_own_to_a_device() -> None:
     audio = Audio(np.arange(22050 * 2, dtype=np.int16), 22050, "Two seconds.")
+    assert blocks(audio, 5.0) == [audio]  # one block: no copy
     cut = blocks(audio, 0.5)
     assert [len(b.samples) for b in cut] == [11025] * 4
     assert [b.text for b in cut] == ["Two seconds.", "", "", ""]
-    assert all(np.shares_memory(b.samples, audio.samples) for b in cut)
     assert np.array_equal(np.concatenate([b.samples for b in cut]), audio.samples)
-    assert blocks(audio, 5.0) == [audio]
+    # Each block owns its samples: a played block frees its memory, and the chunk's
+    # array is not kept alive by the blocks still to play.
+    assert not any(np.shares_memory(b.samples, audio.samples) for b in cut)
 
 
 async def test_the_block_size_is_the_sinks_choice(

@@ -61,10 +61,10 @@ def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
     assert figures["tokens"] > 100 and figures["chunks"] >= 10
     rate, samples = read_wav(tmp_path / "a.wav")
     assert abs(figures["audio_s"] - len(samples) / rate) < 0.01
-    assert set(figures["channels"]) == {"pieces", "chunks", "audio"}
+    assert set(figures["channels"]) == {"chunks", "audio"}
     for channel in figures["channels"].values():
         assert {"peak_used", "capacity", "longest_send_wait_s", "producer_timeouts"} <= set(channel)
-    assert figures["channels"]["pieces"]["producer_timeouts"] == 0
+    assert figures["channels"]["chunks"]["producer_timeouts"] == 0
 
 
 def test_voices_lists_espeak_voices(cli: Cli) -> None:

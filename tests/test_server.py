@@ -15,6 +15,7 @@ import httpx2
 import numpy as np
 import pytest
 import trio
+import trio.testing
 from conftest import Cli
 
 from voicestream import server as serving
@@ -247,11 +248,48 @@ async def test_audio_a_client_fell_too_far_behind_for_is_a_clear_error(
         await trio.to_thread.run_sync(wait_for, lambda: live.audio.first > 0, 20)
         late = await client.get(created["audio"])  # from the start: no longer kept
         assert late.status_code == 410 and "from_s" in late.json()["error"]
+
         assert live.audio.held <= int(2.0 * live.audio.rate) * 2  # never more than the window
         current = live.audio.end / 2 / live.audio.rate
         async with client.stream("GET", f"{created['audio']}?from_s={current:.2f}") as fresh:
             assert fresh.status_code == 200
             assert len(await fresh.aread()) > 44
+        await client.delete(f"/v1/answers/{created['id']}")
+
+
+async def test_the_audio_stream_keeps_a_window_and_paces_to_the_clock(
+    clock: trio.testing.MockClock,
+) -> None:
+    from voicestream.audio import Audio
+
+    stream = serving.AudioStream(rate=1000, window_s=2.0, lead_s=1.0)
+    block = Audio(np.ones(500, dtype=np.int16), 1000, "")  # 0.5 s
+    start = trio.current_time()
+    for _ in range(10):
+        await stream.write(block)
+    assert trio.current_time() - start == pytest.approx(5.0 - 1.0)  # real time, 1 s ahead
+    assert stream.held == 2 * 1000 * 2 and stream.first == 3 * 1000 * 2  # the last 2 s
+    assert len(await stream.read(stream.first)) == stream.held
+    with pytest.raises(serving.Gone, match="no longer kept"):
+        await stream.read(0)
+    stream.close()
+    assert await stream.read(stream.end) == b""  # the end
+
+
+async def test_a_client_that_stops_reading_is_dropped(
+    fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.script = Script(text=TEXT * 60, piece=40)  # minutes of speech: MBs of audio
+    async with running(fake_api, monkeypatch, send_timeout_s=0.5) as (server, client):
+        created = await ask(client)
+        live = server.answers[created["id"]]
+        host, port = client.base_url.host, client.base_url.port
+        stuck = await trio.open_tcp_stream(host, port)  # asks for the audio, never reads
+        request = f"GET {created['audio']} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        await stuck.send_all(request.encode())
+        await trio.to_thread.run_sync(wait_for, lambda: live.attached == 1, 10)
+        await trio.to_thread.run_sync(wait_for, lambda: live.attached == 0, 60)  # dropped
+        await stuck.aclose()
         await client.delete(f"/v1/answers/{created['id']}")
 
 

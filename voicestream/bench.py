@@ -253,7 +253,7 @@ class Session(BaseSink):
         if self.answer is None or self.finished or not self.answer.statistics().channels:
             return 0, 0
         channels = self.answer.statistics().channels
-        text = int(channels["pieces"].size + channels["chunks"].size)
+        text = int(channels["chunks"].size)
         return text, int(self.audio_held_s() * AUDIO_BYTES_PER_S)
 
     async def run(self, buffers: Buffers) -> None:

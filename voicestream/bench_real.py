@@ -5,8 +5,9 @@
 Each session is a real :class:`voicestream.runner.Answer` at the shipped settings:
 
 - a model that sends its first token after 0.4 s, then 80 tokens a second of the
-  demo answer (1-6 characters each), delivered as a network read delivers them:
-  every 50 ms, the deltas that arrived since;
+  demo answer (1-6 characters each), delivered as an event loop delivers a
+  network's data: one poll every 50 ms wakes every session whose deltas arrived
+  since (one ticker task for all, as one epoll call returns all ready sockets);
 - the silent engine;
 - a sink that plays in real time: a 0.2 s device buffer, each block copied into a
   one-second ring (what the speaker sink does); an *underrun* is a block that
@@ -16,8 +17,9 @@ Sessions start evenly over 2 s; each listener stops after ``--speech-s`` seconds
 speech. Every N runs in a fresh process, so its memory starts clean. Reported:
 RSS growth (peak resident memory during the run minus before the sessions),
 CPU seconds, underruns, first audio p50/p99 (from each session's start), and the
-most audio held at once (seconds in the pipeline, from its statistics: the silent
-engine's zeros stay unmapped until written, a voice's samples would not).
+most audio held at once (seconds in the pipeline, from its statistics).
+``--written-audio`` makes the engine write its samples (a voice does; the silent
+engine's zeros stay unmapped pages until something copies them).
 """
 
 from __future__ import annotations
@@ -52,20 +54,48 @@ START_SPREAD_S = 2.0
 DEVICE_BUFFER_S = 0.2
 
 
+ANSWERS = [list(tokens(demo_answer(), random.Random(seed))) for seed in range(10)]
+
+
+class Network:
+    """Every READ_EVERY_S, wakes the models whose next deltas have arrived."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[float, trio.Event]] = []
+
+    async def arrival(self, at: float) -> None:
+        if trio.current_time() < at:
+            event = trio.Event()
+            self.waiting.append((at, event))
+            await event.wait()
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(READ_EVERY_S)
+            now = trio.current_time()
+            due = [event for at, event in self.waiting if at <= now]
+            self.waiting = [(at, event) for at, event in self.waiting if at > now]
+            for event in due:
+                event.set()
+
+
 class PacedModel(BaseSource):
     """The demo answer at a model's pace, in network reads."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, network: Network) -> None:
         super().__init__()
-        self.pieces = list(tokens(demo_answer(), random.Random(seed)))
+        self.pieces = ANSWERS[seed % len(ANSWERS)]
+        self.network = network
 
     async def stream(self) -> AsyncGenerator[str]:
         start = trio.current_time() + FIRST_TOKEN_S
-        per_read = round(TOKENS_PER_S * READ_EVERY_S)
-        for i in range(0, len(self.pieces), per_read):
-            await trio.sleep_until(start + i / TOKENS_PER_S)
-            for piece in self.pieces[i : i + per_read]:
+        sent = 0
+        while sent < len(self.pieces):
+            await self.network.arrival(start + sent / TOKENS_PER_S)
+            due = min(len(self.pieces), int((trio.current_time() - start) * TOKENS_PER_S) + 1)
+            for piece in self.pieces[sent:due]:
                 yield piece
+            sent = max(due, sent + 1)
 
 
 class RealtimeSink(BaseSink):
@@ -121,8 +151,19 @@ class Scale:
     failed: int
 
 
-async def run_sessions(count: int, speech_s: float) -> Scale:
+class WrittenSilence(SilentSynthesizer):
+    """The silent engine, its samples written to memory as a voice's would be."""
+
+    async def synthesize(self, text: str) -> Audio:
+        audio = await super().synthesize(text)
+        audio.samples.fill(1)
+        return audio
+
+
+async def run_sessions(count: int, speech_s: float, written: bool = False) -> Scale:
     config = Config()
+    engine = WrittenSilence if written else SilentSynthesizer
+    network = Network()
     answers: list[Answer] = []
     sinks: list[RealtimeSink] = []
     peak = {"rss": rss_bytes(), "audio_s": 0.0}
@@ -132,7 +173,7 @@ async def run_sessions(count: int, speech_s: float) -> Scale:
     async def session(i: int) -> None:
         await trio.sleep(START_SPREAD_S * i / count)
         sink = RealtimeSink()
-        answer = Answer(PacedModel(i), SilentSynthesizer(), sink, config)
+        answer = Answer(PacedModel(i, network), engine(), sink, config)
         answers.append(answer)
         sinks.append(sink)
         async with trio.open_nursery() as nursery:
@@ -161,6 +202,7 @@ async def run_sessions(count: int, speech_s: float) -> Scale:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sample)
+        nursery.start_soon(network.run)
         async with trio.open_nursery() as sessions:
             for i in range(count):
                 sessions.start_soon(session, i)
@@ -181,10 +223,10 @@ async def run_sessions(count: int, speech_s: float) -> Scale:
     )
 
 
-def run_in_fresh_process(count: int, speech_s: float) -> Scale:
+def run_in_fresh_process(count: int, speech_s: float, written: bool) -> Scale:
     out = subprocess.run(
         [sys.executable, "-m", "voicestream.bench_real", "--one", str(count), "--speech-s",
-         str(speech_s)],
+         str(speech_s)] + (["--written-audio"] if written else []),
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return Scale(**json.loads(out.stdout))
@@ -211,18 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Concurrent answers on the real clock.")
     parser.add_argument("--sessions", default="100,300,1000", help="comma-separated counts")
     parser.add_argument("--speech-s", type=float, default=15.0, help="each listener stops then")
+    parser.add_argument(
+        "--written-audio", action="store_true", help="samples written, as a voice's are"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(asdict(trio.run(run_sessions, args.one, args.speech_s))))
+        scale = trio.run(run_sessions, args.one, args.speech_s, args.written_audio)
+        print(json.dumps(asdict(scale)))
         return 0
     rows = []
     for count in (int(n) for n in args.sessions.split(",")):
-        rows.append(run_in_fresh_process(count, args.speech_s))
+        rows.append(run_in_fresh_process(count, args.speech_s, args.written_audio))
         print(f"{count} sessions done", file=sys.stderr)
+    engine = "silent engine, samples written" if args.written_audio else "silent engine"
     print(
         f"{TOKENS_PER_S} tokens/s per session, delivered every {READ_EVERY_S * 1000:.0f} ms; "
-        f"silent engine; real-time sinks; each listener stops after {args.speech_s:g} s "
+        f"{engine}; real-time sinks; each listener stops after {args.speech_s:g} s "
         f"of speech; {os.cpu_count()} cores.\n"
     )
     print(table(rows))

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--sessions", metavar="N,N,...", help="with --real: session counts (100,300,1000)"
     )
+    bench.add_argument(
+        "--written-audio", action="store_true", help="with --real: samples written, as a voice's"
+    )
 
     commands.add_parser("voices", help="list the voices the engine offers")
     commands.add_parser("devices", help="list the audio output devices PortAudio sees")
@@ -297,7 +300,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.real:
         from .bench_real import main as real
 
-        return real(["--sessions", args.sessions] if args.sessions else [])
+        argv = ["--sessions", args.sessions] if args.sessions else []
+        return real(argv + (["--written-audio"] if args.written_audio else []))
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError("the benchmark needs matplotlib: run 'make bench'")
     from .bench import main as bench

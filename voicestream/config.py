@@ -125,6 +125,7 @@ class ServerConfig:
     grace_s: float = number(30.0, 0, 86400)
     retention_s: float = number(300.0, 0, 86400)
     heartbeat_s: float = number(15.0, 0.1, 3600)
+    send_timeout_s: float = number(30.0, 0.1, 3600)
     max_prompt_chars: int = number(16000, 1, 1_000_000)
 
 

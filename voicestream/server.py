@@ -519,8 +519,9 @@ class Server:
                     while True:
                         try:
                             data = await stream.read(offset)
-                        except Gone:
-                            return  # the client fell behind the window: the stream ends
+                        except Gone as gone:  # fell behind the window: said, then ended
+                            live.emit("notice", {"message": f"an audio reader fell behind: {gone}"})
+                            return
                         if not data:
                             return
                         offset += len(data)
@@ -556,7 +557,7 @@ class Server:
                 return error(404, "no such page")
             return Response(file.read_bytes(), media_type=f"{kind}; charset=utf-8")
 
-        return Starlette(
+        app = Starlette(
             routes=[
                 Route("/v1/answers", guarded(create), methods=["POST"]),
                 Route("/v1/answers/{answer_id}/events", guarded(events), methods=["GET"]),
@@ -568,6 +569,38 @@ class Server:
                 Route("/web/{name}", page, methods=["GET"]),
             ]
         )
+        return app
+
+
+def time_out_writes(seconds: float) -> None:
+    """Give hypercorn's socket writes a deadline: it writes in a shielded scope with
+    none, so a client that stops reading would hold its connection, and the
+    server's exit, for ever. A write that waits longer than ``seconds`` closes the
+    connection (hypercorn has no setting for it; its TCPServer is subclassed)."""
+    from hypercorn.events import Closed, RawData
+    from hypercorn.trio import run
+    from hypercorn.trio.tcp_server import TCPServer
+
+    class TimedTCPServer(TCPServer):
+        async def protocol_send(self, event: Any) -> None:
+            if not isinstance(event, RawData):
+                await super().protocol_send(event)
+                return
+            closed = False
+            async with self.send_lock:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(seconds) as late:
+                        try:
+                            await self.stream.send_all(event.data)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            closed = True
+                    if late.cancelled_caught:
+                        await self.stream.aclose()
+                        closed = True
+            if closed:
+                await self.protocol.handle(Closed())
+
+    run.TCPServer = TimedTCPServer  # type: ignore[attr-defined]
 
 
 def is_loopback(host: str) -> bool:
@@ -619,6 +652,7 @@ async def serve(
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.trio import serve as hypercorn_serve
 
+    time_out_writes(config.server.send_timeout_s)
     server = Server(config, source, token, environ)
     synthesizer = await server.synthesizer(None, None)  # the engine loads before listening
     server.sample_rate = synthesizer.sample_rate
