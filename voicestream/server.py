@@ -51,6 +51,7 @@ from .sources import check_source, open_source
 from .synthesizers import Synthesizer, open_synthesizer
 
 MAX_BODY = 64 * 1024
+WRITE_BYTES = 32 * 1024  # the most audio handed to a client at once
 STREAMING_SIZE = 0xFFFFFFFF  # a WAV header's sizes while the length is unknown
 SHUTDOWN = "the server is shutting down; ask again in a moment"
 
@@ -182,9 +183,12 @@ class Live:
         """Server-sent events after id ``last``, as they come; a comment line when
         nothing came for ``heartbeat_s``; ends after the last event."""
         while True:
-            for eid, name, data in self.events[last:]:
-                yield f"id: {eid}\nevent: {name}\ndata: {data}\n\n"
-                last = eid
+            new = self.events[last:]
+            if new:  # all that is waiting, in one write
+                yield "".join(
+                    f"id: {eid}\nevent: {name}\ndata: {data}\n\n" for eid, name, data in new
+                )
+                last = new[-1][0]
             if self.finished:
                 return
             with trio.move_on_after(heartbeat_s) as waited:
@@ -524,8 +528,10 @@ class Server:
                             return
                         if not data:
                             return
-                        offset += len(data)
-                        yield data
+                        for at in range(0, len(data), WRITE_BYTES):  # a slow reader makes
+                            piece = data[at : at + WRITE_BYTES]  # progress within the
+                            offset += len(piece)  # send timeout, write by write
+                            yield piece
                 finally:
                     self.detach(live)
 
@@ -659,6 +665,7 @@ async def serve(
     hyper = HypercornConfig()
     hyper.bind = [f"{config.server.host}:{config.server.port}"]
     hyper.graceful_timeout = 3.0
+    hyper.backlog = 2048  # a burst of connections waits in the queue, not in SYN retries
     hyper.accesslog = None
     hyper.errorlog = None
     received: list[int] = []

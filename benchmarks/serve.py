@@ -1,0 +1,207 @@
+"""`voicestream serve` under load: many answers at once, slow and silent clients.
+
+    .venv/bin/python benchmarks/serve.py [--answers 200]
+
+The real server in its own process (demo source at 80 tokens/s, silent engine,
+window_s 20), driven over HTTP from one trio process:
+
+1. a client that reads the audio at half real time: the server's buffered audio
+   (from /metrics) against the window, and what the client got;
+2. a client that asks and never attaches: stopped after grace_s (5 s here)?
+3. ``--answers`` clients at once, each asking, following the events and reading
+   the audio to the end: all complete? time to first event and to first audio
+   byte (p50/p99), the server's peak RSS growth (finished answers keep their
+   window of audio for retention_s, so this includes 200 windows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx2
+import trio
+
+WINDOW_S = 20
+RATE = 22050
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str]:
+    env = os.environ | {
+        "VOICESTREAM_DEMO_TOKENS_PER_S": "80",
+        "VOICESTREAM_SERVER_WINDOW_S": str(WINDOW_S),
+        "VOICESTREAM_SERVER_GRACE_S": "5",
+        "VOICESTREAM_SERVER_MAX_ANSWERS": "1000",
+        "VOICESTREAM_SERVER_BUDGET_MB": "2048",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicestream", "serve", "--source", "demo", "--engine", "silent",
+         "--port", "0"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stderr is not None
+    line = process.stderr.readline().decode()
+    return process, line.split(" on ")[1].split("/ ")[0]
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p * (len(values) - 1)))]
+
+
+async def one_answer(client: httpx2.AsyncClient, figures: dict[str, list[Any]]) -> None:
+    start = time.perf_counter()
+    created = (await client.post("/v1/answers", json={"prompt": "Tell me."})).json()
+    figures["created"].append(time.perf_counter() - start)
+    last = ""
+
+    async def events() -> None:
+        nonlocal last
+        async with client.stream("GET", created["events"]) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    if last == "":
+                        figures["first_event"].append(time.perf_counter() - start)
+                    last = line[7:]
+
+    async def audio() -> None:
+        got = 0
+        async with client.stream("GET", created["audio"]) as response:
+            async for data in response.aiter_bytes():
+                if got <= 44 < got + len(data):
+                    figures["first_audio"].append(time.perf_counter() - start)
+                got += len(data)
+        figures["audio_bytes"].append(got)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(events)
+        nursery.start_soon(audio)
+    figures["outcomes"].append(last)
+
+
+async def load(url: str, pid: int, answers: int) -> dict[str, Any]:
+    figures: dict[str, list[Any]] = {"first_event": [], "first_audio": [], "outcomes": [],
+                                     "audio_bytes": [], "created": []}  # fmt: skip
+    before = peak = rss(pid)
+    limits = httpx2.Limits(max_connections=answers * 3, max_keepalive_connections=answers * 3)
+    started = time.perf_counter()
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss(pid))
+            await trio.sleep(0.25)
+
+    client = httpx2.AsyncClient(base_url=url, timeout=120, limits=limits)
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(sample)
+        async with trio.open_nursery() as clients:
+            for _ in range(answers):
+                clients.start_soon(one_answer, client, figures)
+        nursery.cancel_scope.cancel()
+    return figures | {"rss_growth": peak - before, "wall_s": time.perf_counter() - started}
+
+
+async def slow_reader(url: str) -> dict[str, Any]:
+    """Reads the audio at half real time; watches what the server buffers."""
+    buffered: list[float] = []
+    async with httpx2.AsyncClient(base_url=url, timeout=120) as client:
+        created = (await client.post("/v1/answers", json={"prompt": "Slowly."})).json()
+        got = 0
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                while True:
+                    text = (await client.get("/metrics")).text
+                    for line in text.splitlines():
+                        if line.startswith("voicestream_audio_buffered_bytes"):
+                            buffered.append(float(line.split()[1]))
+                    await trio.sleep(0.5)
+
+            nursery.start_soon(watch)
+            start = time.perf_counter()
+            async with client.stream("GET", created["audio"]) as response:
+                async for data in response.aiter_bytes(chunk_size=4096):
+                    got += len(data)
+                    ahead = got / (RATE * 2) / 0.5 - (time.perf_counter() - start)
+                    if ahead > 0:
+                        await trio.sleep(ahead)  # half real time
+            nursery.cancel_scope.cancel()
+        events = (await client.get(created["events"])).text
+    return {
+        "read_s": (got - 44) / RATE / 2,
+        "max_buffered": max(buffered),
+        "notice": "fell behind" in events,
+        "done": "event: done" in events,
+    }
+
+
+async def never_attached(url: str) -> dict[str, Any]:
+    async with httpx2.AsyncClient(base_url=url, timeout=60) as client:
+        created = (await client.post("/v1/answers", json={"prompt": "Anyone?"})).json()
+        start = time.perf_counter()
+        while True:
+            metrics = (await client.get("/healthz")).json()
+            if metrics["answers"] == 0:
+                break
+            await trio.sleep(0.25)
+        stopped_after = time.perf_counter() - start
+        events = (await client.get(created["events"])).text
+    return {"stopped_after_s": stopped_after, "stopped": '"stop_reason": "stopped"' in events}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--answers", type=int, default=200)
+    args = parser.parse_args()
+    process, url = start_server()
+    try:
+        slow = trio.run(slow_reader, url)  # first, alone: /metrics counts all answers
+        alone = trio.run(never_attached, url)
+        figures = trio.run(load, url, process.pid, args.answers)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    done = sum(outcome == "done" for outcome in figures["outcomes"])
+    print(f"{args.answers} answers at once (demo at 80 tokens/s, silent engine, "
+          f"window {WINDOW_S} s), {os.cpu_count()} cores:\n")  # fmt: skip
+    print("| completed | created (201) p50 / p99 | first event p50 / p99 | first audio byte "
+          "p50 / p99 | server RSS growth | wall |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    fe, fa, cr = figures["first_event"], figures["first_audio"], figures["created"]
+    print(
+        f"| {done} of {args.answers} | {statistics.median(cr):.2f} / {percentile(cr, 0.99):.2f} s"
+        f" | {statistics.median(fe):.2f} / {percentile(fe, 0.99):.2f} s"
+        f" | {statistics.median(fa):.2f} / {percentile(fa, 0.99):.2f} s | "
+        f"{figures['rss_growth'] / 2**20:.0f} MB | {figures['wall_s']:.0f} s |"
+    )
+    window = WINDOW_S * RATE * 2
+    print(
+        f"\nA client reading the audio at half real time: the server held at most "
+        f"{slow['max_buffered'] / 1024:.0f} KB of audio (window: {window / 1024:.0f} KB); the "
+        f"client read {slow['read_s']:.1f} s of audio; "
+        f"{'a notice said it fell behind' if slow['notice'] else 'no notice'}; "
+        f"the answer {'completed' if slow['done'] else 'did not complete'}."
+    )
+    print(
+        f"A client that asked and never attached: the answer was "
+        f"{'stopped' if alone['stopped'] else 'NOT stopped'} "
+        f"{alone['stopped_after_s']:.1f} s later (grace_s 5)."
+    )
+
+
+if __name__ == "__main__":
+    main()
