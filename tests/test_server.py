@@ -217,6 +217,48 @@ async def test_requests_that_cannot_be_served_get_one_line_and_the_right_status(
         assert "max-answers" in busy.json()["error"]
 
 
+async def test_audio_resumes_from_any_second_and_quiet_streams_get_heartbeats(
+    fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.script = Script(text=TEXT, piece=3)
+    async with running(fake_api, monkeypatch, heartbeat_s=0.2) as (_, client):
+        created = await ask(client)
+        await events(client, created["events"])
+        whole = (await client.get(created["audio"])).content
+        rate = int.from_bytes(whole[24:28], "little")
+        tail = (await client.get(created["audio"] + "?from_s=1.5")).content
+        assert tail[:44] == whole[:44] and tail[44:] == whole[44 + int(1.5 * rate) * 2 :]
+        assert (await client.get(created["audio"] + "?from_s=-1")).status_code == 422
+        fake_api.script = Script(text=TEXT, piece=3, delay_s=0.3)  # a slow model
+        slow = await ask(client)
+        async with client.stream("GET", slow["events"]) as response:
+            lines = []
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if line == ": heartbeat":
+                    break
+        await client.delete(f"/v1/answers/{slow['id']}")
+    assert ": heartbeat" in lines
+
+
+async def test_the_audio_budget_refuses_answers_instead_of_running_out_of_memory(
+    fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.script = Script(text=TEXT * 20, piece=3, delay_s=0.05)
+    # Each answer may keep 10 s of audio (441 KB); 1 MB holds two such windows.
+    async with running(fake_api, monkeypatch, window_s=10.0, lead_s=5.0, budget_mb=1.0) as (
+        _,
+        client,
+    ):
+        first = await ask(client)
+        second = await ask(client)
+        refused = await client.post("/v1/answers", json={"prompt": "one more"})
+        assert refused.status_code == 503 and "budget_mb" in refused.json()["error"]
+        assert refused.headers["retry-after"]
+        for created in (first, second):
+            await client.delete(f"/v1/answers/{created['id']}")
+
+
 async def test_the_key_never_appears_in_any_response(
     fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,6 +374,18 @@ def test_serving_beyond_loopback_needs_a_token(cli: Cli) -> None:
     done = cli.run("serve", "--source", "demo", "--host", "0.0.0.0", "--port", "0")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "VOICESTREAM_TOKEN" in done.stderr
+    process = cli.popen(
+        "serve", "--source", "demo", "--engine", "silent", "--host", "0.0.0.0", "--port", "0",
+        VOICESTREAM_TOKEN="a-long-enough-token",
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        assert "serving demo answers on http://0.0.0.0:" in line  # with a token, it may
+        assert "a-long-enough-token" not in line
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
 
 
 def test_sigterm_ends_every_stream_with_an_event_and_exits_0(cli: Cli) -> None:

@@ -104,3 +104,45 @@ def test_the_page_speaks_highlights_what_is_heard_and_stops(
     history = browser.find_element(By.ID, "history").text
     assert "How does streaming speech work?" in history and "Streaming speech" in history
     assert len(history) < len(TEXT)  # what was heard, not the whole answer
+    # The next question carries the conversation so far, as heard.
+    asked = len(fake_api.requests)
+    browser.find_element(By.ID, "question").send_keys("And then?", Keys.ENTER)
+    wait_for(lambda: len(fake_api.requests) > asked, 10)
+    messages = fake_api.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == "How does streaming speech work?"
+    assert messages[1]["content"].startswith("Streaming speech starts early.")
+    assert len(messages[1]["content"]) < len(TEXT) and messages[2]["content"] == "And then?"
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # stop by keyboard
+    wait.until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "stopped"
+    )
+
+
+def test_the_page_asks_for_a_token_when_the_server_needs_one(
+    browser: webdriver.Chrome, cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(text="Short and sweet.", piece=3)
+    process = cli.popen(
+        "serve", "--source", "anthropic", "--port", "0",
+        ANTHROPIC_API_KEY="sk-ant-test-browser-key", ANTHROPIC_BASE_URL=fake_api.base_url,
+        VOICESTREAM_TOKEN="open-sesame-123",
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        url = process.stderr.readline().decode().split(" on ")[1].split("/ ")[0]
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.05)
+        browser.find_element(By.ID, "question").send_keys("Hello?", Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "token-row").is_displayed())
+        assert "needs a token" in browser.find_element(By.ID, "status").text
+        assert not fake_api.requests  # nothing was asked upstream without the token
+        browser.find_element(By.ID, "token").send_keys("open-sesame-123")
+        browser.find_element(By.ID, "send").click()
+        wait.until(lambda d: d.find_element(By.ID, "answer").text == "Short and sweet.")
+        wait.until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)

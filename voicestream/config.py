@@ -154,6 +154,7 @@ ORDERED = (
 Layer = dict[str, dict[str, Any]]
 
 ENV_PREFIX = "VOICESTREAM_"
+NOT_SETTINGS = frozenset({"VOICESTREAM_TOKEN"})  # a secret (serve's), never a config key
 ENV = "environment"
 
 
@@ -245,7 +246,7 @@ def read_env(environ: Mapping[str, str]) -> Layer:
     names = {env_name(t, k): (t, k) for t in _tables() for k in _keys(t)}
     layer: Layer = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         if name not in names:
             raise UsageError(f"environment: unknown variable {name}{_closest(name, list(names))}")
