@@ -17,7 +17,7 @@ test: setup
 	$(VENV)/bin/pytest
 
 bench: setup
-	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(VENV)/bin/pip install -q -e '.[dev,piper,bench]'
 	$(VENV)/bin/python benchmarks/chunker.py
 	$(VENV)/bin/voicestream bench
 
@@ -35,5 +35,5 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,piper]'
 	touch $@

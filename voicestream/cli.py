@@ -93,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         "--written-audio", action="store_true", help="with --real: samples written, as a voice's"
     )
 
-    commands.add_parser("voices", help="list the voices the engine offers")
+    voices = commands.add_parser("voices", help="list the voices the engine offers")
+    voices.add_argument("--engine", choices=ENGINES, help="whose voices (the configured engine)")
+    voices.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
     commands.add_parser("devices", help="list the audio output devices PortAudio sees")
     return parser
 
@@ -286,7 +288,19 @@ async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     return await chat.run()
 
 
-def _voices(stdout: TextIO) -> int:
+def _voices(args: argparse.Namespace, stdout: TextIO) -> int:
+    flags: configuration.Layer = {"voice": {"engine": args.engine}} if args.engine else {}
+    cfg = configuration.load(args.config, os.environ, flags)
+    if cfg.voice.engine == "piper":
+        from .synthesizers.piper import voice_paths
+
+        directory = Path(cfg.voice.piper_dir).expanduser() if cfg.voice.piper_dir else None
+        for i, path in enumerate(voice_paths(directory)):
+            print(f"{path}{'  (bundled, the default)' if i == 0 else ''}", file=stdout)
+        return 0
+    if cfg.voice.engine == "silent":
+        print("silent  (one voice: silence as long as speech would take)", file=stdout)
+        return 0
     from .synthesizers.espeak import list_voices
 
     for vid, name, languages in list_voices():
@@ -332,7 +346,7 @@ def run(
     args = _parser().parse_args(argv)
     try:
         if args.command == "voices":
-            return _voices(stdout)
+            return _voices(args, stdout)
         if args.command == "devices":
             return _devices(stdout, stderr)
         if args.command == "bench":

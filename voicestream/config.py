@@ -32,7 +32,7 @@ SPEECH_SYSTEM_PROMPT = (
 )
 
 
-ENGINE_NAMES = ("espeak", "silent")
+ENGINE_NAMES = ("espeak", "piper", "silent")
 POLICY_NAMES = ("adaptive", "fixed", "unbounded")
 SOURCE_NAMES = ("auto", "demo", "anthropic", "openai", "stdin")
 RESUME_STRATEGIES = ("instruct", "prefill")
@@ -93,6 +93,7 @@ class DemoConfig:
 class VoiceConfig:
     engine: str = one_of("espeak", ENGINE_NAMES)
     voice: str = ""  # engine default
+    piper_dir: str = ""  # more Piper voices, listed by `voices --engine piper`
     rate: int = number(180, 80, 500)  # words per minute
 
 

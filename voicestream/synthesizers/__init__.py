@@ -28,7 +28,7 @@ def speakable(text: str) -> bool:
     return any(c.isalnum() for c in text)
 
 
-ENGINES = ("espeak", "silent")
+ENGINES = ("espeak", "piper", "silent")
 
 
 async def open_synthesizer(config: VoiceConfig) -> Synthesizer:
@@ -36,6 +36,10 @@ async def open_synthesizer(config: VoiceConfig) -> Synthesizer:
         from .espeak import EspeakSynthesizer
 
         return await EspeakSynthesizer.open(config.voice, config.rate)
+    if config.engine == "piper":
+        from .piper import PiperSynthesizer
+
+        return await PiperSynthesizer.open(config.voice, config.rate)
     if config.engine == "silent":
         from .silent import SilentSynthesizer
 

