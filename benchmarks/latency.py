@@ -8,8 +8,12 @@ Measures, over N runs each, through the real CLI and the real espeak-ng:
 - ttft_s, ttfa_s and ttfa_s - ttft_s (the pipeline's own delay to first audio) for the demo
   source and for the anthropic source against the loopback server of the tests, streaming
   at ~60 tokens/s;
-- the Ctrl-C latency: from SIGINT during speech to the process having exited.
-Prints a markdown table.
+- the Ctrl-C latency: from SIGINT during speech to the process having exited;
+- with ``--engines``, espeak and Piper side by side: real-time factor (the demo's
+  chunks synthesized in process), the first chunk's synthesis time, and for the demo
+  on the speaker (a private PulseAudio null sink) ttfa_s - ttft_s and the underruns
+  after first audio.
+Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -112,6 +116,64 @@ def chat_startup(env: dict[str, str], workdir: Path, fake: Any) -> tuple[float, 
     return prompt, to_request
 
 
+def engine_speed(engine: str) -> tuple[float, float]:
+    """``(real-time factor, first chunk's synthesis seconds)`` for the demo answer."""
+    import trio
+
+    from voicestream.chunker import SentenceChunker
+    from voicestream.config import VoiceConfig
+    from voicestream.sources.demo import demo_answer
+    from voicestream.synthesizers import open_synthesizer
+
+    chunker = SentenceChunker()
+    chunks = chunker.feed(demo_answer()) + chunker.flush()
+
+    async def run() -> tuple[float, float]:
+        synthesizer = await open_synthesizer(VoiceConfig(engine=engine))
+        await synthesizer.synthesize("Warm up.")
+        took, audio_s, first = 0.0, 0.0, 0.0
+        for i, chunk in enumerate(chunks):
+            start = time.perf_counter()
+            audio = await synthesizer.synthesize(chunk)
+            took += time.perf_counter() - start
+            first = first or took
+            audio_s += audio.seconds
+            assert i or first > 0
+        return took / audio_s, first
+
+    return trio.run(run)
+
+
+def engines(runs: int, workdir: Path) -> None:
+    (workdir / "pulse").mkdir()
+    daemon, pulse_env = testing.start_pulse(workdir / "pulse")
+    try:
+        print("\n| engine | real-time factor | first chunk's synthesis | demo on the speaker: "
+              "ttfa_s - ttft_s | underruns after first audio |")  # fmt: skip
+        print("|---|---|---|---|---|")
+        for engine in ("espeak", "piper"):
+            speeds = [engine_speed(engine) for _ in range(runs)]
+            figures = []
+            for _ in range(runs):
+                metrics = workdir / "e.json"
+                subprocess.run(
+                    [*CLI, "--source", "demo", "--engine", engine, "--metrics", str(metrics)],
+                    env=ENV | pulse_env, check=True, capture_output=True, cwd=workdir,
+                )  # fmt: skip
+                figures.append(json.loads(metrics.read_text()))
+            rtf = [s[0] for s in speeds]
+            gap = [f["ttfa_s"] - f["ttft_s"] for f in figures]
+            underruns = [f["underruns"] for f in figures]
+            print(
+                f"| {engine} | {statistics.median(rtf):.3f} (max {max(rtf):.3f}) | "
+                f"{summary([s[1] for s in speeds])} | {summary(gap)} | "
+                f"{statistics.median(underruns):g} (max {max(underruns)}) |"
+            )
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms (max {max(values) * 1000:.0f})"
 
@@ -119,7 +181,14 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--engines", action="store_true", help="only espeak against Piper")
+    args = parser.parse_args()
+    runs = args.runs
+    if args.engines:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{runs} runs each, median (max); the demo answer at 60 tokens/s")
+            engines(runs, Path(tmp))
+        return
     rows = []
     fake = testing.start()
     text = testing.Script().text * 6
