@@ -115,6 +115,22 @@ async def test_adaptive_at_the_hard_cap_waits_and_reports(clock: trio.testing.Mo
     assert stats.longest_send_wait >= 25
 
 
+async def test_a_send_cancelled_while_held_at_the_hard_cap_is_still_reported(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The answer is stopped while the model's stream is held back at the cap: the
+    notice must still say so (it was counted only when such a send completed)."""
+    send, receive = open_channel(Adaptive(floor=20, hard_cap=20, stall_budget=2.0), cost=len)
+    send.send_nowait("x" * 10)
+    send.send_nowait("x" * 10)
+    with trio.move_on_after(10):  # nobody reads: held at the cap, then cancelled
+        await send.send("y" * 10)
+    stats = receive.statistics()
+    assert stats.hard_cap_waits == 1 and stats.producer_timeouts == 1
+    assert stats.longest_send_wait == pytest.approx(10)
+    assert stats.used == 20  # and nothing of the cancelled send went in
+
+
 async def test_adaptive_refuses_an_item_over_the_hard_cap() -> None:
     send, _receive = open_channel(Adaptive(floor=1, hard_cap=5), cost=len)
     with pytest.raises(ValueError, match="hard_cap"):

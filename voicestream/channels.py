@@ -250,28 +250,28 @@ class SendEnd(trio.abc.SendChannel[T]):
         start = trio.current_time()
         patience = policy.stall_budget * PATIENCE if isinstance(policy, Adaptive) else math.inf
         deadline = start + patience
-        hit_cap = False
-        while True:
-            try:
-                self._send_nowait(item, cost)
-                break
-            except trio.WouldBlock:
-                pass
-            if trio.current_time() >= deadline:
-                if state.grow(cost):
-                    continue
-                deadline = math.inf  # at the hard cap: wait for room
-                hit_cap = True
-            if deadline == math.inf:
-                await state.senders.park()
-            else:
-                with trio.move_on_at(deadline):
+        try:
+            while True:
+                try:
+                    self._send_nowait(item, cost)
+                    break
+                except trio.WouldBlock:
+                    pass
+                if trio.current_time() >= deadline:
+                    if state.grow(cost):
+                        continue
+                    deadline = math.inf  # at the hard cap: wait for room
+                    state.hard_cap_waits += 1  # counted now: the wait may end in a cancel
+                if deadline == math.inf:
                     await state.senders.park()
-        waited = trio.current_time() - start
-        state.longest_send_wait = max(state.longest_send_wait, waited)
-        state.hard_cap_waits += hit_cap
-        if waited > state.stall_budget:
-            state.producer_timeouts += 1
+                else:
+                    with trio.move_on_at(deadline):
+                        await state.senders.park()
+        finally:  # a send cancelled after a long wait still waited
+            waited = trio.current_time() - start
+            state.longest_send_wait = max(state.longest_send_wait, waited)
+            if waited > state.stall_budget:
+                state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def note_production(self, seconds: float, audio_s: float = 0.0) -> None:
