@@ -18,6 +18,7 @@ def main() -> None:
         from .cli import run
 
         code = run()
+        stopping.check()
     except KeyboardInterrupt:
         code = stopping.exit_code()
     if code in stopping.EXIT_CODES:

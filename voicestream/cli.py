@@ -352,6 +352,7 @@ def run(
         if args.command == "bench":
             return _bench(args)
         try:
+            stopping.check()  # a stop signal during start-up that Python swallowed
             command = {"chat": _chat, "serve": _serve}.get(args.command, _say)
             result: int = trio.run(command, args, stdout, stderr)
         except BaseExceptionGroup as group:

@@ -12,12 +12,14 @@ path ends in the same place. The exit code is 128 + the signal's number: 130,
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_CODES = frozenset(128 + int(signum) for signum in SIGNALS)
 
 _received = [signal.SIGINT]
+_swallowed = [False]  # a stop signal landed where Python could not raise it
 
 
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
@@ -35,6 +37,24 @@ def install() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in SIGNALS[1:]:
         signal.signal(signum, _as_ctrl_c)
+    default_hook = sys.unraisablehook
+
+    def unraisable(what: sys.UnraisableHookArgs) -> None:
+        # A KeyboardInterrupt raised inside a callback (an import lock's weakref, seen
+        # under load with Ctrl-C 30 ms after start) is "ignored" by Python with a
+        # traceback, and the program would go on: note it, print nothing.
+        if isinstance(what.exc_value, KeyboardInterrupt):
+            _swallowed[0] = True
+        else:
+            default_hook(what)
+
+    sys.unraisablehook = unraisable
+
+
+def check() -> None:
+    """Raise the KeyboardInterrupt that Python swallowed, if it did."""
+    if _swallowed[0]:
+        raise KeyboardInterrupt
 
 
 def exit_code(signum: int | None = None) -> int:
