@@ -259,14 +259,16 @@ async function stop() {
   answer.stopped = true;
   answer.silence();  // silence now; the server is told next
   answer.abort.abort();
+  showHeard();  // what was heard, final before the page says "stopped"
   finish(answer);
   try {
     await fetch(`/v1/answers/${answer.id}`, { method: "DELETE", headers: headers() });
   } catch (_) { /* the answer ends on its own when nobody is attached */ }
 }
 
-// What is heard, 20 times a second: the seconds played, and the sentence.
-setInterval(() => {
+// What is heard, 20 times a second (and at once on Stop): the seconds played, and
+// the sentence.
+function showHeard() {
   const answer = current;
   if (!answer) return;
   const played = answer.playedSeconds();
@@ -283,7 +285,8 @@ setInterval(() => {
       else c.span.removeAttribute("aria-current");
     }
   }
-}, 50);
+}
+setInterval(showHeard, 50);
 
 async function message(response) {
   try {
