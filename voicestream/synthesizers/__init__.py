@@ -8,7 +8,10 @@ it in :data:`ENGINES`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
+import trio
 
 from ..audio import Audio
 from ..config import VoiceConfig
@@ -26,6 +29,25 @@ class Synthesizer(Protocol):
 def speakable(text: str) -> bool:
     """Whether ``text`` has anything a voice would say (letters or digits)."""
     return any(c.isalnum() for c in text)
+
+
+class ThreadedSynthesizer:
+    """An engine whose work blocks: ``_synthesize(text)`` runs in a worker thread,
+    one at a time (``trio.to_thread`` behind a limiter of one)."""
+
+    sample_rate: int
+
+    def __init__(self) -> None:
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def synthesize(self, text: str) -> Audio:
+        if not speakable(text):
+            return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
+        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
+        return Audio(samples, self.sample_rate, text)
+
+    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+        raise NotImplementedError
 
 
 ENGINES = ("espeak", "piper", "silent")

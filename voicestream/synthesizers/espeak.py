@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import trio
 
-from ..audio import Audio
 from ..errors import UsageError
-from . import speakable
+from . import ThreadedSynthesizer
 
 _ENGINE_LOCK = threading.Lock()
 _FINISHED = threading.Event()  # set by espeak-ng's thread when an utterance is done
@@ -88,25 +87,19 @@ def _resolve_voice(wanted: str) -> str:
     raise UsageError(f"unknown voice '{wanted}'{hint}; 'voicestream voices' lists them")
 
 
-class EspeakSynthesizer:
+class EspeakSynthesizer(ThreadedSynthesizer):
     sample_rate = 22050
 
     def __init__(self, voice: str, words_per_minute: int) -> None:
         self.voice = voice
         self.words_per_minute = words_per_minute
-        self._limiter = trio.CapacityLimiter(1)
+        super().__init__()
 
     @classmethod
     async def open(cls, voice: str = "", words_per_minute: int = 180) -> EspeakSynthesizer:
         """Load espeak-ng and check the voice; raises :class:`UsageError` if either fails."""
         vid = await trio.to_thread.run_sync(_resolve_voice, voice) if voice else ""
         return cls(vid, words_per_minute)
-
-    async def synthesize(self, text: str) -> Audio:
-        if not speakable(text):
-            return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
-        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
-        return Audio(samples, self.sample_rate, text)
 
     def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
         with _ENGINE_LOCK:

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import trio
 
-from ..audio import Audio
 from ..errors import UsageError
-from . import speakable
+from . import ThreadedSynthesizer
 
 INSTALL_HINT = (
     "the piper engine is an optional extra (GPL-3.0): pip install 'voicestream[piper]' "
@@ -72,12 +71,12 @@ def _load(path: Path) -> Any:
     return PiperVoice(config=config, session=session)
 
 
-class PiperSynthesizer:
+class PiperSynthesizer(ThreadedSynthesizer):
     def __init__(self, voice: Any, words_per_minute: int) -> None:
         self.voice = voice
         self.sample_rate: int = voice.config.sample_rate
         self.words_per_minute = words_per_minute
-        self._limiter = trio.CapacityLimiter(1)
+        super().__init__()
 
     @classmethod
     async def open(cls, voice: str = "", words_per_minute: int = 180) -> PiperSynthesizer:
@@ -89,12 +88,6 @@ class PiperSynthesizer:
         path = Path(voice).expanduser() if voice else bundled_voice()
         loaded = await trio.to_thread.run_sync(_load, path)
         return cls(loaded, words_per_minute)
-
-    async def synthesize(self, text: str) -> Audio:
-        if not speakable(text):
-            return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
-        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
-        return Audio(samples, self.sample_rate, text)
 
     def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
         from piper import SynthesisConfig
