@@ -31,6 +31,7 @@ class RecordingSink:
 
     underruns = 0
     underrun_s = 0.0
+    played_s = None  # what it took counts as heard
     block_s = None  # like a device: blocks of buffers.audio_block_s
 
     def __init__(self, realtime: bool = True) -> None:
@@ -224,6 +225,7 @@ class SlowSink:
 
     underruns = 0
     underrun_s = 0.0
+    played_s = None
     block_s = None
 
     def __init__(self, sink: WavSink) -> None:

@@ -1,4 +1,5 @@
-"""Playback position -> captions and "what was heard", in virtual time."""
+"""Playback position -> captions, the word being heard and "what was heard", in
+virtual time."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import trio.testing
 
 from voicestream.audio import Audio
 from voicestream.config import DemoConfig
-from voicestream.pipeline import speak
-from voicestream.playback import Playback
+from voicestream.pipeline import Metrics, speak
+from voicestream.playback import Playback, Timeline, heard_frames
 from voicestream.sinks import NullSink
 from voicestream.sources.demo import DemoSource
-from voicestream.synthesizers.silent import SilentSynthesizer
 from voicestream.terminal import Captions
+from voicestream.words import Word, spans
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\n\x1b\[2K")
 
@@ -28,17 +29,35 @@ TEXT = (
     "Each later sentence follows the one before it, without a gap. "
     "Short ones, too. And a last sentence closes the answer."
 )
+WORD_S = 0.3  # each word of the marked engine
+
+
+class MarkedEngine:
+    """An engine with exact, known timing: 0.1 s of silence, then each word for
+    WORD_S, marked where it starts (not estimated)."""
+
+    sample_rate = RATE
+
+    async def synthesize(self, text: str) -> Audio:
+        found = spans(text)
+        lead, step = int(0.1 * RATE), int(WORD_S * RATE)
+        words = tuple(Word(o, n, lead + i * step) for i, (o, n) in enumerate(found))
+        samples = np.full(lead + len(found) * step, 1000, dtype=np.int16)
+        return Audio(samples, RATE, text, words)
 
 
 @dataclass
 class Block:
     frames: int  # left to play
+    played: int  # played of it
     text: str  # the chunk's text, on its first block only
+    words: tuple[Word, ...]
 
 
 class Device:
     """A sound card in virtual time: takes 10 ms of frames every 10 ms through a
-    one-second buffer, and knows which chunk it is playing (the test's oracle)."""
+    one-second buffer, and knows which chunk and which word it is playing from the
+    blocks themselves (the test's oracle)."""
 
     underruns = 0
     underrun_s = 0.0
@@ -48,6 +67,8 @@ class Device:
         self.queue: list[Block] = []
         self.played = 0
         self.playing = ""  # the text of the chunk whose frames it took last
+        self.word = ""  # the word whose first frame it took last (in that chunk)
+        self.heard: list[str] = []  # every word whose first frame it took
         self.finished: list[str] = []  # chunks played to the end
 
     @property
@@ -66,9 +87,14 @@ class Device:
                 if block.text:
                     if self.playing:
                         self.finished.append(self.playing)
-                    self.playing, block.text = block.text, ""
+                    self.playing, block.text, self.word = block.text, "", ""
                 take = min(want, block.frames)
+                for w in block.words:
+                    if block.played <= w.sample < block.played + take:
+                        self.word = self.playing[w.offset : w.end]
+                        self.heard.append(self.word)
                 block.frames -= take
+                block.played += take
                 self.played += take
                 want -= take
                 if block.frames == 0:
@@ -77,7 +103,7 @@ class Device:
     async def write(self, audio: Audio) -> None:
         while self.buffered() + len(audio.samples) > RATE:
             await trio.sleep(0.01)
-        self.queue.append(Block(len(audio.samples), audio.text))
+        self.queue.append(Block(len(audio.samples), 0, audio.text, audio.words))
 
     async def drain(self) -> None:
         while self.queue:
@@ -90,71 +116,124 @@ class Device:
         pass
 
 
-async def play(stop_after: float | None) -> tuple[Playback, Device, list[tuple[str, str]]]:
-    """Speak TEXT into the virtual device; sample (caption, oracle) every 50 ms."""
+Sample = tuple[str, str, str, str]  # caption, the word in it; the device's chunk and word
+
+
+async def play(stop_after: float | None) -> tuple[Timeline, Device, Metrics, list[Sample]]:
+    """Speak TEXT into the virtual device; sample (caption, word, oracle) every 50 ms."""
     device = Device()
-    playback = Playback(device, RATE)
+    timeline = Timeline()
+    metrics = Metrics()
     source = DemoSource(DemoConfig(first_token_s=0.4, tokens_per_s=60, seed=7), TEXT)
-    samples: list[tuple[str, str]] = []
+    samples: list[Sample] = []
 
     async def sample() -> None:
         while True:
-            samples.append((playback.position().text, device.playing if device.queue else ""))
+            at = timeline.position(heard_frames(device, timeline))
+            word = at.text[at.word.offset : at.word.end] if at.word else ""
+            samples.append((at.text, word, device.playing if device.queue else "", device.word))
             await trio.sleep(0.05)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(device.run)
         nursery.start_soon(sample)
         with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
-            await speak(source, SilentSynthesizer(180), playback)
+            await speak(source, MarkedEngine(), device, timeline=timeline, metrics=metrics)
         nursery.cancel_scope.cancel()
-    return playback, device, samples
+    return timeline, device, metrics, samples
 
 
-async def test_the_caption_follows_the_sentence_being_played(
+async def test_the_caption_follows_the_sentence_and_the_word_being_played(
     clock: trio.testing.MockClock,
 ) -> None:
-    playback, device, samples = await play(None)
-    assert len(playback.texts) >= 4
-    assert all(caption == playing for caption, playing in samples)
-    shown = [caption for caption, _ in samples if caption]
+    timeline, device, metrics, samples = await play(None)
+    assert len(timeline.texts) >= 4
+    assert all(caption == playing for caption, _, playing, _ in samples)
+    assert all(word == heard for caption, word, _, heard in samples if caption)
+    shown = [caption for caption, *_ in samples if caption]
     in_order = [text for i, text in enumerate(shown) if i == 0 or shown[i - 1] != text]
-    assert in_order == playback.texts  # every sentence, once each, in order
-    assert [*device.finished, device.playing] == playback.texts
-    assert playback.heard() == " ".join(playback.texts)
+    assert in_order == timeline.texts  # every sentence, once each, in order
+    assert [*device.finished, device.playing] == timeline.texts
+    words = [word for _, word, _, _ in samples if word]
+    assert len({*words}) > 10  # the emphasis moved from word to word
+    assert timeline.heard(timeline.frames) == " ".join(timeline.texts)
+    assert metrics.heard_words == len(device.heard) == sum(len(spans(t)) for t in timeline.texts)
 
 
-async def test_heard_stops_where_playback_was_cut(clock: trio.testing.MockClock) -> None:
-    playback, device, _ = await play(stop_after=4.0)
-    heard = playback.heard()
-    assert heard.startswith(" ".join(device.finished))
-    in_progress = heard.removeprefix(" ".join(device.finished)).strip()
-    assert device.playing.startswith(in_progress)  # words of the chunk being played
-    assert 0 < len(heard) < len(" ".join(playback.texts))
+async def test_a_barge_in_keeps_exactly_the_words_played_before_it(
+    clock: trio.testing.MockClock,
+) -> None:
+    for stop_after in (2.05, 3.0, 4.0, 5.52):
+        timeline, device, metrics, _ = await play(stop_after)
+        heard = timeline.heard(heard_frames(device, timeline))
+        # The device's own account: the chunks it finished, then the words it began.
+        in_progress = device.heard[len(" ".join(device.finished).split()) :]
+        expected = " ".join([*device.finished, " ".join(in_progress)]).strip()
+        assert re.sub(r"[^\w ]", "", heard) == re.sub(r"[^\w ]", "", expected), stop_after
+        assert heard.endswith(device.word), stop_after  # up to the word in progress
+        assert " ".join(timeline.texts).startswith(heard)
+        assert metrics.heard_words == len(device.heard)
 
 
-async def test_position_and_heard_at_given_frames() -> None:
-    playback = Playback(NullSink(), RATE)
-    for frames, text in ((100, "One two three four."), (100, ""), (200, "Five six.")):
-        await playback.write(Audio(np.zeros(frames, dtype=np.int16), RATE, text))
-    assert playback.position(0).text == "One two three four."
-    assert playback.position(50).fraction == 0.25
-    assert playback.heard(100) == "One two"
-    assert playback.position(200).index == 1 and playback.heard(200) == "One two three four."
-    assert playback.heard(300) == "One two three four. Five"
-    assert playback.position(400).index == 2 and playback.position(400).text == ""
-    assert playback.heard() == "One two three four. Five six."  # a sink without played_s
-    assert len(playback.audio()) == 400
+def marked(text: str, starts: list[int], frames: int) -> Audio:
+    words = tuple(Word(o, n, s) for (o, n), s in zip(spans(text), starts, strict=True))
+    return Audio(np.zeros(frames, dtype=np.int16), RATE, text, words)
 
 
-async def test_heard_keeps_only_words_fully_reached() -> None:
-    playback = Playback(NullSink(), RATE)
-    await playback.write(Audio(np.zeros(400, dtype=np.int16), RATE, "One two three four."))
-    # 74 % of a four-word chunk is 2.96 words: two were heard, the third was not finished.
-    assert playback.heard(296) == "One two"
-    assert playback.heard(299) == "One two"
-    assert playback.heard(300) == "One two three"
-    assert playback.heard(99) == ""
+def test_heard_at_given_frames_goes_up_to_the_word_in_progress() -> None:
+    timeline = Timeline()
+    timeline.add(marked("One two three four.", [0, 100, 200, 300], 400))
+    timeline.add(marked("Five six.", [50, 150], 200))
+    assert timeline.heard(0) == ""  # nothing played: not even the first word
+    assert timeline.heard(1) == "One"
+    assert timeline.heard(100) == "One"  # "two" starts at frame 100: not yet heard
+    assert timeline.heard(101) == "One two"
+    assert timeline.heard(399) == "One two three four"
+    assert timeline.heard(400) == "One two three four."  # played to its end
+    assert timeline.heard(450) == "One two three four."  # the next one's pause
+    assert timeline.heard(451) == "One two three four. Five"
+    assert timeline.heard(600) == "One two three four. Five six."
+    at = timeline.position(250)
+    assert (at.index, at.text[at.word.offset : at.word.end] if at.word else "") == (0, "three")
+    assert timeline.position(420).word is None  # between chunks, before "Five"
+    assert [timeline.started(f) for f in (0, 1, 101, 451, 600)] == [0, 1, 2, 5, 6]
+
+
+async def test_blocks_keep_the_marks_where_their_audio_is() -> None:
+    """A chunk cut into device blocks: each word's mark lands in the block (and at
+    the frame) where its audio is."""
+    text = "Alpha beta gamma delta epsilon zeta."
+    timeline = Timeline()
+
+    class Sink(NullSink):
+        block_s = 0.05  # shorter than a word: marks spread over many blocks
+
+    starts = [0, 3000, 7000, 12000, 12500, 20000]
+    audio = marked(text, starts, 24000)
+
+    class Engine:
+        sample_rate = RATE
+
+        async def synthesize(self, chunk: str) -> Audio:
+            return audio if chunk == text else Audio(np.zeros(0, dtype=np.int16), RATE, chunk)
+
+    await speak(DemoSource(DemoConfig(first_token_s=0, tokens_per_s=1e6), text), Engine(), Sink(),
+                timeline=timeline)  # fmt: skip
+    assert timeline.mark_frames == starts
+    assert [(w.offset, w.length) for _, w in timeline.marks] == [
+        (w.offset, w.length) for w in audio.words
+    ]
+
+
+async def test_a_device_sink_counts_what_it_played_a_file_what_it_took() -> None:
+    timeline = Timeline()
+    timeline.add(marked("One two.", [0, 100], 200))
+    assert heard_frames(NullSink(), timeline) == 200
+    device = Device()
+    device.played = 150
+    assert heard_frames(device, timeline) == 150
+    playback = Playback(device, RATE)
+    assert heard_frames(playback, timeline) == 150
 
 
 def test_captions_keep_the_status_line_below_the_text(monkeypatch: Any) -> None:
@@ -177,3 +256,22 @@ def test_captions_keep_the_status_line_below_the_text(monkeypatch: Any) -> None:
     captions.speaking("ignored")
     captions.end("footer")
     assert plain.getvalue() == "text as written\n"  # a pipe gets the text only
+
+
+def test_the_word_being_heard_is_emphasized_and_kept_in_sight(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "30")
+    out = io.StringIO()
+    captions = Captions(out, ansi=True)
+    sentence = "Being   spoken now, and this sentence runs on past the edge."
+    found = spans(sentence)
+    captions.speaking(sentence, Word(*found[1], 0))
+    assert out.getvalue().endswith(
+        "\x1b[7m ▶ Being \x1b[1;4mspoken\x1b[22;24m now, and this \x1b[0m\x1b[1A\x1b[1G"
+    )
+    captions.speaking(sentence, Word(*found[-2], 0))  # "the", far past the edge
+    line = out.getvalue().rsplit("\x1b[7m ▶ ", 1)[1].split("\x1b[0m")[0]
+    assert "\x1b[1;4mthe\x1b[22;24m" in line and line.startswith("…")
+    assert len(ANSI.sub("", line)) <= 27
+    drawn = len(out.getvalue())
+    captions.speaking(sentence, Word(*found[-2], 0))
+    assert len(out.getvalue()) == drawn  # the same word again: nothing redrawn

@@ -50,7 +50,7 @@ async def test_the_size_limit_stops_the_answer_with_a_valid_file(
             SilentSynthesizer(),
             sink,
             metrics=metrics,
-            on_chunk=lambda index, text, start, seconds: ends.append(start + seconds),
+            on_chunk=lambda index, audio, start: ends.append(start + audio.seconds),
         )
     assert raised.group_contains(SinkError, match="size limit")
     _rate, samples = read_wav(path)

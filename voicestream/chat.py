@@ -32,7 +32,7 @@ from .audio import Audio
 from .config import Config, check
 from .conversation import Conversation, Turn
 from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
-from .playback import Playback
+from .playback import Playback, Timeline, heard_frames
 from .runner import Answer, Result
 from .sinks import open_sink
 from .sinks.wav import WavSink
@@ -177,7 +177,7 @@ class Chat:
             with self.keyboard.keys():
                 async with trio.open_nursery() as helpers:
                     helpers.start_soon(self._stop_on_key, answer)
-                    helpers.start_soon(self._follow, playback)
+                    helpers.start_soon(self._follow, playback, answer.timeline)
                     try:
                         result = await answer.run()
                     except Exception as e:  # a failed answer never ends the chat
@@ -192,18 +192,23 @@ class Chat:
         for notice in result.notices:
             self.say(f"voicestream: {notice}")
         interrupted = result.outcome == "stopped"
-        self._finish(question, result.text.strip(), playback, interrupted, result.error, path)
+        self._finish(
+            question, result.text.strip(), playback, answer.timeline, interrupted, result.error,
+            path,
+        )  # fmt: skip
 
     def _finish(
         self,
         question: str,
         written: str,
         playback: Playback,
+        timeline: Timeline,
         interrupted: bool,
         error: VoicestreamError | None,
         path: Path | None,
     ) -> None:
-        heard_s = playback.played() / playback.rate
+        frames = heard_frames(playback, timeline)
+        heard_s = frames / playback.rate
         footer = f"stopped after {heard_s:.1f} s of speech; the history keeps what was heard"
         self.captions.end(footer if interrupted else "")
         if interrupted and not self.captions.ansi:
@@ -211,8 +216,9 @@ class Chat:
         if error is not None:
             self.say(f"voicestream: {error}")
         turn = Turn(
-            question, written, playback.heard(), interrupted, str(error) if error else None,
+            question, written, timeline.heard(frames), interrupted, str(error) if error else None,
             str(path) if path else None, playback.written / playback.rate, heard_s,
+            timeline.started(frames),
         )  # fmt: skip
         if not self.conversation.add(turn):
             return  # nothing came: the question is not part of the conversation
@@ -227,10 +233,12 @@ class Chat:
         self.stopping = True
         answer.stop()
 
-    async def _follow(self, playback: Playback) -> None:
-        """Keep the status line on the sentence being played."""
+    async def _follow(self, playback: Playback, timeline: Timeline) -> None:
+        """Keep the status line on the sentence being played, its word being heard
+        emphasized."""
         while True:
-            self.captions.speaking(playback.position().text)
+            at = timeline.position(heard_frames(playback, timeline))
+            self.captions.speaking(at.text, at.word)
             await trio.sleep(0.05)
 
     async def _command(self, line: str) -> bool:

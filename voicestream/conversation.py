@@ -27,6 +27,7 @@ class Turn:
     audio: str | None = None  # the WAV it was stored in
     audio_s: float = 0.0
     heard_s: float = 0.0
+    heard_words: int = 0  # the words whose audio had started (the one in progress too)
 
     @property
     def cut(self) -> bool:
@@ -57,6 +58,7 @@ class Turn:
                 "audio": self.audio,
                 "audio_s": round(self.audio_s, 3),
                 "heard_s": round(self.heard_s, 3),
+                "heard_words": self.heard_words,
             },
         ]
 

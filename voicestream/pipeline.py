@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -46,10 +46,12 @@ from .channels import (
 from .chunker import SentenceChunker
 from .config import BuffersConfig
 from .errors import SourceError
+from .playback import Timeline
 from .sinks import Sink
 from .sources import Source
-from .synthesizers import Synthesizer
+from .synthesizers import Synthesizer, speakable
 from .text import ControlFilter
+from .words import estimate
 
 T = TypeVar("T")
 
@@ -133,6 +135,7 @@ class Metrics:
     wall_s: float = 0.0
     underruns: int = 0
     underrun_s: float = 0.0
+    heard_words: int = 0  # words whose audio had started when the answer ended
     channels: dict[str, ChannelFigures] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # what the source reports (usage)
     # Live, for observers (the benchmark); not part of the report.
@@ -161,13 +164,19 @@ def blocks(audio: Audio, seconds: float) -> list[Audio]:
     copy). Cut for a device, each block is a copy of its part: a view would keep
     the whole chunk's samples alive until its last block had played, while copies
     are freed as they play (1,000 concurrent answers with audio that is really
-    written: +514 MB of RSS with copies, +765 MB with views)."""
+    written: +514 MB of RSS with copies, +765 MB with views). Each block carries
+    the word marks that start in it, counted from its own first sample."""
     step = max(1, int(seconds * audio.rate))
     samples = audio.samples
     if len(samples) <= step:
         return [audio]
     return [
-        Audio(samples[i : i + step].copy(), audio.rate, audio.text if i == 0 else "")
+        Audio(
+            samples[i : i + step].copy(),
+            audio.rate,
+            audio.text if i == 0 else "",
+            tuple(replace(w, sample=w.sample - i) for w in audio.words if i <= w.sample < i + step),
+        )
         for i in range(0, len(samples), step)
     ]
 
@@ -190,15 +199,18 @@ async def speak(
     buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,
-    on_chunk: Callable[[int, str, float, float], None] | None = None,
+    timeline: Timeline | None = None,
+    on_chunk: Callable[[int, Audio, float], None] | None = None,
     on_block: Callable[[Audio, float], None] | None = None,
 ) -> Metrics:
     """Speak one answer from ``source`` into ``sink``; return its metrics.
 
-    Pass ``metrics`` to have the figures filled in even when this raises.
-    ``on_chunk(index, text, start_s, seconds)`` is called as each chunk's audio is
-    ready, with where it starts in the answer's audio; ``on_block(audio, start_s)``
-    as each block is accepted by the sink. Raises :class:`SourceError`
+    Pass ``metrics`` to have the figures filled in even when this raises, and
+    ``timeline`` to follow what is heard (every block is added as the sink is
+    handed it). ``on_chunk(index, audio, start_s)`` is called as each chunk's audio
+    (with its word marks) is ready, with where it starts in the answer's audio;
+    ``on_block(audio, start_s)`` as each block is accepted by the sink. An engine
+    that gives no word timing gets estimated marks. Raises :class:`SourceError`
     after speaking what arrived if the source failed. Use it through
     :class:`voicestream.runner.Answer`, which adds the cost check, the events and
     ``stop()``.
@@ -206,6 +218,7 @@ async def speak(
     buffers = buffers or Buffers.from_config(BuffersConfig())
     chunker = chunker if chunker is not None else SentenceChunker()
     metrics = Metrics() if metrics is None else metrics
+    timeline = Timeline() if timeline is None else timeline
     started = trio.current_time()
     source_error: list[SourceError] = []
 
@@ -244,8 +257,10 @@ async def speak(
                     began = trio.current_time()
                     audio = await synthesizer.synthesize(chunk)
                     out.note_production(trio.current_time() - began, audio.seconds)
+                if not audio.words and len(audio.samples) and speakable(chunk):
+                    audio = replace(audio, words=tuple(estimate(chunk, len(audio.samples))))
                 if on_chunk is not None:
-                    on_chunk(metrics.chunks, chunk, synthesized_s, audio.seconds)
+                    on_chunk(metrics.chunks, audio, synthesized_s)
                 synthesized_s += audio.seconds
                 metrics.chunks += 1
                 metrics.inflight_audio_s = audio.seconds
@@ -256,17 +271,20 @@ async def speak(
                     metrics.inflight_audio_s -= unsent.pop(0).seconds
 
     taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
+    accepted = [0]  # frames the sink took
 
     async def play(audio_in: ReceiveEnd[Audio]) -> None:
         async for audio in audio_in:
             if metrics.ttfa_s is None:
                 metrics.ttfa_s = trio.current_time() - started
             taken.append(audio)
+            timeline.add(audio)  # before the write: a device plays it while it is written
             await sink.write(audio)
             taken.pop()
             if on_block is not None:
                 on_block(audio, metrics.audio_s)
             metrics.audio_s += audio.seconds
+            accepted[0] += len(audio.samples)
         await sink.drain()
 
     chunks_out, chunks_in = buffers.open("text")
@@ -280,9 +298,18 @@ async def speak(
     finally:
         # Cancelled or failed: keep the audio that exists but was not handed over
         # (a WAV stores it, a speaker drops it), in the order it was made.
-        for audio in [*taken, *_drain(audio_in), *unsent]:
+        for audio in taken:
             if sink.leftover(audio):
                 metrics.audio_s += audio.seconds
+                accepted[0] += len(audio.samples)
+        for audio in [*_drain(audio_in), *unsent]:
+            if sink.leftover(audio):
+                timeline.add(audio)
+                metrics.audio_s += audio.seconds
+                accepted[0] += len(audio.samples)
+        played_s = sink.played_s
+        heard = accepted[0] if played_s is None else round(played_s * synthesizer.sample_rate)
+        metrics.heard_words = timeline.started(min(heard, timeline.frames))
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
         audio_in.close()
         sink.close()

@@ -1,13 +1,19 @@
-"""What the listener has heard: a sink wrapper that follows playback.
+"""What the listener has heard: the answer's audio as the sink took it, mapped
+back onto its chunks and words.
 
 ``speak()`` hands the sink audio in blocks; the first block of each chunk
-carries the chunk's text. :class:`Playback` notes where each chunk starts in
-the stream of frames and maps the sink's play position back onto the chunks:
-which one is being spoken now (for captions), and, when an answer is cut off,
-the text heard up to that point (for the conversation history). The position
-is what the device has taken (a speaker's ``played_s``) or, for a file, what
-has been stored. Audio still queued when an answer is cut off was not heard,
-so it is dropped rather than kept.
+carries the chunk's text, and every block the word marks that start in it
+(:mod:`voicestream.words`). A :class:`Timeline` (sans-IO) notes where each chunk
+and each word starts in the answer's frames and maps a play position back: the
+sentence and the word being heard (for captions), and, when an answer is cut
+off, exactly the words heard up to the stop, the word in progress included (for
+the conversation history and ``heard_words``). The position is what the device
+has taken (a sink's ``played_s``) or, for a file, what has been stored
+(:func:`heard_frames`).
+
+:class:`Playback` is the chat's sink wrapper: audio still queued when an answer
+is cut off was not heard, so it is dropped rather than kept, and the answer's
+audio is kept for ``/save``.
 """
 
 from __future__ import annotations
@@ -19,23 +25,84 @@ import numpy as np
 
 from .audio import Audio
 from .sinks import Sink
+from .words import Word
 
 
 @dataclass(frozen=True)
 class Position:
     index: int  # the chunk being spoken; len(chunks) once all of it has been played
     text: str  # that chunk's text ("" when nothing is being spoken)
-    fraction: float  # how much of that chunk has been played
+    fraction: float  # how much of that chunk's audio has been played
+    word: Word | None = None  # the word being heard in ``text`` (None before its first)
+
+
+class Timeline:
+    """Where each chunk and each word of an answer starts, in the frames the sink
+    took (:meth:`add` each block, in order)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []  # the frame where each chunk starts
+        self.texts: list[str] = []
+        self.mark_frames: list[int] = []  # where each word starts, in order
+        self.marks: list[tuple[int, Word]] = []  # (its chunk, the word as its block had it)
+        self.frames = 0
+        self.rate = 0
+
+    def add(self, audio: Audio) -> None:
+        """A block the sink took (the first of a chunk carries its text)."""
+        if audio.text:
+            self.starts.append(self.frames)
+            self.texts.append(audio.text)
+        chunk = len(self.texts) - 1
+        for word in audio.words:
+            self.mark_frames.append(self.frames + word.sample)
+            self.marks.append((chunk, word))
+        self.frames += len(audio.samples)
+        self.rate = audio.rate
+
+    def started(self, frames: int) -> int:
+        """How many words have started once ``frames`` are played."""
+        return bisect.bisect_left(self.mark_frames, frames)
+
+    def position(self, frames: int) -> Position:
+        """The chunk, and the word in it, being spoken once ``frames`` are played."""
+        i = bisect.bisect_right(self.starts, frames) - 1
+        if i < 0:
+            return Position(0, "", 0.0)
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.frames
+        if frames >= end:
+            return Position(len(self.texts), "", 1.0)
+        n = self.started(frames)
+        word = self.marks[n - 1][1] if n and self.marks[n - 1][0] == i else None
+        fraction = (frames - self.starts[i]) / (end - self.starts[i])
+        return Position(i, self.texts[i], fraction, word)
+
+    def heard(self, frames: int) -> str:
+        """The text heard once ``frames`` are played: the chunks played to their end,
+        then the chunk in progress up to the end of the word in progress."""
+        at = self.position(frames)
+        partial = at.text[: at.word.end] if at.word is not None else ""
+        return " ".join([*self.texts[: at.index], partial]).strip()
+
+
+def heard_frames(sink: Sink, timeline: Timeline) -> int:
+    """The frames of ``timeline`` heard through ``sink``: what a device has played,
+    or, for a sink that plays nothing, all it took."""
+    played_s = sink.played_s
+    if played_s is None:
+        return timeline.frames
+    return min(timeline.frames, round(played_s * timeline.rate))
 
 
 class Playback:
+    """A sink wrapper for the chat: leftovers are dropped (never heard), the answer's
+    audio is kept (for ``/save``)."""
+
     def __init__(self, sink: Sink, rate: int) -> None:
         self.sink = sink
         self.rate = rate
-        self.starts: list[int] = []  # the frame where each chunk starts
-        self.texts: list[str] = []
         self.written = 0
-        self.blocks: list[np.ndarray] = []  # the answer's audio, for /save
+        self.blocks: list[np.ndarray] = []
 
     @property
     def underruns(self) -> int:
@@ -54,9 +121,6 @@ class Playback:
         return self.sink.block_s
 
     async def write(self, audio: Audio) -> None:
-        if audio.text:
-            self.starts.append(self.written)
-            self.texts.append(audio.text)
         self.written += len(audio.samples)
         self.blocks.append(audio.samples)
         await self.sink.write(audio)
@@ -69,32 +133,6 @@ class Playback:
 
     def close(self) -> None:
         self.sink.close()
-
-    def played(self) -> int:
-        """Frames heard so far."""
-        played_s = self.sink.played_s
-        if played_s is None:
-            return self.written  # a file: stored is as good as heard
-        return min(self.written, round(played_s * self.rate))
-
-    def position(self, frames: int | None = None) -> Position:
-        """The chunk being spoken once ``frames`` (default: those played) are played."""
-        frames = self.played() if frames is None else frames
-        i = bisect.bisect_right(self.starts, frames) - 1
-        if i < 0:
-            return Position(0, "", 0.0)
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.written
-        if frames >= end:
-            return Position(len(self.texts), "", 1.0)
-        return Position(i, self.texts[i], (frames - self.starts[i]) / (end - self.starts[i]))
-
-    def heard(self, frames: int | None = None) -> str:
-        """The text heard once ``frames`` are played: whole chunks, then the words
-        of the chunk in progress in proportion to its audio played."""
-        at = self.position(frames)
-        words = at.text.split()
-        partial = " ".join(words[: int(len(words) * at.fraction)])
-        return " ".join([*self.texts[: at.index], partial]).strip()
 
     def audio(self) -> np.ndarray:
         """All the audio handed to the sink for this answer."""

@@ -17,8 +17,11 @@ An answer:
    usage report), and collects the source's notices;
 4. reports as it goes to ``on_event``: :class:`Text` as the model writes,
    :class:`Chunk` when a chunk's audio is ready (where it starts in the answer's
-   audio), :class:`Block` as the sink accepts audio, :class:`Notice`, and last
-   one :class:`Finished`.
+   audio, and where each of its words does), :class:`Block` as the sink accepts
+   audio, :class:`Notice`, and last one :class:`Finished`;
+5. keeps a :class:`voicestream.playback.Timeline` of the audio the sink was
+   handed (``answer.timeline``), so a front end can tell the sentence and the
+   word being heard, and what was heard when it stopped.
 
 A failure the person should hear about (:class:`VoicestreamError`) is not raised:
 it is the result's ``error``, with outcome ``"failed"``. ``stop()`` ends the answer
@@ -41,9 +44,11 @@ from .chunker import SentenceChunker
 from .config import Config
 from .errors import VoicestreamError, root_cause
 from .pipeline import Buffers, Metrics, TextOut, speak
+from .playback import Timeline
 from .sinks import Sink
 from .sources import Source
 from .synthesizers import Synthesizer
+from .words import Word
 
 Outcome = Literal["done", "stopped", "failed"]
 
@@ -57,12 +62,20 @@ class Text:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A chunk's audio is ready: it starts ``audio_start_s`` into the answer's audio."""
+    """A chunk's audio is ready: it starts ``audio_start_s`` into the answer's audio;
+    ``words`` mark where each of its words starts (samples at ``rate`` Hz from the
+    chunk's start; offsets in ``text``)."""
 
     index: int
     text: str
     audio_start_s: float
     audio_s: float
+    words: tuple[Word, ...] = ()
+    rate: int = 0
+
+    def word_starts_s(self) -> list[float]:
+        """Where each word starts in the answer's audio, in seconds."""
+        return [self.audio_start_s + w.sample / self.rate for w in self.words]
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,7 @@ class Answer:
         self.listened = on_event is not None  # events per token and block only if so
         self.buffers = buffers or Buffers.from_config(config.buffers)
         self.metrics = Metrics()
+        self.timeline = Timeline()
         self.pieces: list[str] = []
         self._scope = trio.CancelScope()
         self.stopped = False
@@ -167,6 +181,7 @@ class Answer:
                         buffers=self.buffers,
                         chunker=SentenceChunker(self.config.chunker),
                         metrics=self.metrics,
+                        timeline=self.timeline,
                         on_chunk=self._chunk if self.listened else None,
                         on_block=self._block if self.listened else None,
                     )
@@ -199,8 +214,8 @@ class Answer:
             notices.append(HARD_CAP_NOTICE)
         return notices
 
-    def _chunk(self, index: int, text: str, start_s: float, seconds: float) -> None:
-        self.on_event(Chunk(index, text, start_s, seconds))
+    def _chunk(self, index: int, audio: Audio, start_s: float) -> None:
+        self.on_event(Chunk(index, audio.text, start_s, audio.seconds, audio.words, audio.rate))
 
     def _block(self, audio: Audio, start_s: float) -> None:
         self.on_event(Block(audio, start_s))

@@ -16,7 +16,8 @@ The API (see the README for examples)::
     DELETE /v1/answers/{id}            stop now (barge-in)
     GET    /healthz, /metrics, /       liveness, Prometheus, the web page
 
-Events: ``text`` {text}, ``chunk`` {index, text, audio_start_s, audio_s},
+Events: ``text`` {text}, ``chunk`` {index, text, audio_start_s, audio_s, words:
+[{offset, length, audio_start_s, estimated}]} (where each word starts),
 ``notice`` {message}, then one ``done`` {stop_reason, metrics} or ``error``
 {message}; every event has an increasing ``id``. A finished answer stays for
 ``retention_s`` so that a client can still resume; one that no client has been
@@ -164,7 +165,14 @@ class Live:
         if isinstance(event, Text):
             self.emit("text", {"text": event.text})
         elif isinstance(event, Chunk):
-            self.emit("chunk", dataclasses.asdict(event))
+            words = [
+                {"offset": w.offset, "length": w.length, "audio_start_s": round(start, 4),
+                 "estimated": w.estimated}
+                for w, start in zip(event.words, event.word_starts_s(), strict=True)
+            ]  # fmt: skip
+            self.emit("chunk", {"index": event.index, "text": event.text,
+                                "audio_start_s": event.audio_start_s, "audio_s": event.audio_s,
+                                "words": words})  # fmt: skip
         elif isinstance(event, Notice):
             self.emit("notice", {"message": redact(event.message, self.environ)})
         elif isinstance(event, Finished):

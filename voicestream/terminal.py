@@ -9,14 +9,16 @@ arrive as single keys and stop the answer.
 
 :class:`Captions` prints the answer's text as the model writes it. On a
 terminal that understands ANSI, a status line below the text shows the
-sentence being spoken right now, highlighted; it follows playback, which lags
-far behind the text. A dumb terminal or a pipe gets the text only.
+sentence being spoken right now, highlighted, with the word being heard in bold
+and underlined; it follows playback, which lags far behind the text. A dumb
+terminal or a pipe gets the text only.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import termios
 import tty
@@ -26,6 +28,8 @@ from contextlib import contextmanager
 from typing import TextIO
 
 import trio
+
+from .words import Word
 
 STOP_KEYS = (b"\r", b"\n", b"\x1b")  # Enter, Esc (and any escape sequence)
 
@@ -134,6 +138,11 @@ class SafeOutput:
             pass
 
 
+def _fold(text: str) -> str:
+    """Runs of whitespace as one space."""
+    return re.sub(r"\s+", " ", text)
+
+
 def _width(char: str) -> int:
     if unicodedata.combining(char) or unicodedata.category(char) in ("Cc", "Cf"):
         return 0
@@ -150,6 +159,7 @@ class Captions:
         self.ansi = ansi
         self.column = 0  # where the text's cursor is, so the status line can be left
         self.status = ""  # shown below the text
+        self.parts = ("", "", "")  # the status: before the word being heard, it, after it
 
     def _columns(self) -> int:
         return max(20, shutil.get_terminal_size().columns)
@@ -162,7 +172,16 @@ class Captions:
     def _show(self) -> str:
         if not self.status:
             return ""
-        line = self.status[: self._columns() - 3]
+        before, word, after = self.parts
+        width = self._columns() - 3
+        if not word:
+            line = before[:width]
+        else:
+            if len(before) + len(word) > width:  # keep the word being heard in sight
+                keep = max(0, width - len(word) - 1 - min(len(after), width // 4))
+                before = "…" + before[len(before) - keep :] if keep else "…"
+            after = after[: max(0, width - len(before) - len(word))]
+            line = f"{before}\x1b[1;4m{word}\x1b[22;24m{after}"
         return f"\n\x1b[2K\x1b[7m ▶ {line}\x1b[0m\x1b[1A\x1b[{self.column + 1}G"
 
     def write(self, text: str) -> int:
@@ -185,12 +204,22 @@ class Captions:
     def flush(self) -> None:
         self.out.flush()
 
-    def speaking(self, sentence: str) -> None:
-        """Show ``sentence`` as the one being spoken ("" to clear)."""
-        if not self.ansi or sentence == self.status:
+    def speaking(self, sentence: str, word: Word | None = None) -> None:
+        """Show ``sentence`` as the one being spoken ("" to clear), ``word`` of it as
+        the word being heard."""
+        if not self.ansi:
+            return
+        cut = (word.offset, word.end) if word is not None else (len(sentence), len(sentence))
+        parts = (
+            _fold(sentence[: cut[0]]).lstrip(),
+            _fold(sentence[cut[0] : cut[1]]),
+            _fold(sentence[cut[1] :]).rstrip(),
+        )
+        if parts == self.parts:
             return
         hide = self._hide()
-        self.status = " ".join(sentence.split())
+        self.parts = parts
+        self.status = "".join(parts)
         self.out.write(hide + self._show())
         self.out.flush()
 

@@ -1,9 +1,11 @@
 """Speech synthesizers: text in, audio frames out.
 
 A synthesizer is any object with a ``sample_rate`` and an async
-``synthesize(text) -> Audio``. Its *engine* is its name, by which it is chosen
-(``--engine``, ``voice.engine``); adding one means writing one class and naming
-it in :data:`ENGINES`.
+``synthesize(text) -> Audio``, the audio carrying a mark for every word of the
+text (:mod:`voicestream.words`: from the engine's own timing where it gives it,
+else estimated). Its *engine* is its name, by which it is chosen (``--engine``,
+``voice.engine``); adding one means writing one class and naming it in
+:data:`ENGINES`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import trio
 from ..audio import Audio
 from ..config import VoiceConfig
 from ..errors import UsageError
+from ..words import Word
 
 
 class Synthesizer(Protocol):
     sample_rate: int
 
     async def synthesize(self, text: str) -> Audio:
-        """Speak ``text`` into memory; text with nothing to say gives empty audio."""
+        """Speak ``text`` into memory, with its word marks; text with nothing to say
+        gives empty audio."""
         ...
 
 
@@ -31,9 +35,13 @@ def speakable(text: str) -> bool:
     return any(c.isalnum() for c in text)
 
 
+Samples = np.ndarray[Any, np.dtype[np.int16]]
+
+
 class ThreadedSynthesizer:
-    """An engine whose work blocks: ``_synthesize(text)`` runs in a worker thread,
-    one at a time (``trio.to_thread`` behind a limiter of one)."""
+    """An engine whose work blocks: ``_synthesize(text) -> (samples, word marks)``
+    runs in a worker thread, one at a time (``trio.to_thread`` behind a limiter of
+    one)."""
 
     sample_rate: int
 
@@ -43,10 +51,12 @@ class ThreadedSynthesizer:
     async def synthesize(self, text: str) -> Audio:
         if not speakable(text):
             return Audio(np.zeros(0, dtype=np.int16), self.sample_rate, text)
-        samples = await trio.to_thread.run_sync(self._synthesize, text, limiter=self._limiter)
-        return Audio(samples, self.sample_rate, text)
+        samples, words = await trio.to_thread.run_sync(
+            self._synthesize, text, limiter=self._limiter
+        )
+        return Audio(samples, self.sample_rate, text, tuple(words))
 
-    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+    def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
         raise NotImplementedError
 
 

@@ -1,30 +1,30 @@
 """espeak-ng through pyttsx3, synthesising to memory in a worker thread.
 
-pyttsx3 keeps one espeak engine per process and it must not be used by two
+pyttsx3 starts espeak-ng (in retrieval mode: the samples come back through a
+callback) and keeps one engine per process, which must not be used by two
 threads at once, so every call goes through one process-wide lock (and, inside
-trio, a limiter of one thread). pyttsx3 prints "Audio saved to ..." on stdout
-after each save; that print is swallowed so stdout carries only captions.
+trio, a limiter of one thread). pyttsx3's own callback passes on only a word's
+name, location and length; ours, set through the same ctypes binding pyttsx3
+uses, also reads each word event's exact sample offset, so the word marks are
+espeak-ng's own (:func:`voicestream.words.from_positions`).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import difflib
-import io
 import threading
-import wave
 from typing import Any
 
 import numpy as np
 import trio
 
 from ..errors import UsageError
-from . import ThreadedSynthesizer
+from ..words import Word, from_positions
+from . import Samples, ThreadedSynthesizer
 
 _ENGINE_LOCK = threading.Lock()
-_FINISHED = threading.Event()  # set by espeak-ng's thread when an utterance is done
 SYNTH_TIMEOUT_S = 30.0
 INSTALL_HINT = "espeak-ng is not installed: run 'apt-get install libespeak-ng1'"
 
@@ -42,7 +42,9 @@ def _engine() -> Any:
             engine = pyttsx3.init("espeak")
         except (RuntimeError, OSError, ImportError) as e:
             raise UsageError(INSTALL_HINT) from e
-        engine.connect("finished-utterance", lambda **_: _FINISHED.set())
+        from pyttsx3.drivers import _espeak
+
+        _espeak.SetSynthCallback(_Utterance.on_synth)  # in place of pyttsx3's own
         _engine_instance = engine  # pyttsx3 only holds it weakly
         atexit.register(_release_engine)
     return _engine_instance
@@ -52,6 +54,37 @@ def _release_engine() -> None:
     # Dropped before interpreter shutdown, or pyttsx3's __del__ complains on stderr.
     global _engine_instance
     _engine_instance = None
+
+
+class _Utterance:
+    """What espeak-ng's thread hands back for one text: samples, and where each
+    word it said starts (text offset, sample)."""
+
+    current: _Utterance | None = None  # the one being synthesized (under _ENGINE_LOCK)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.positions: list[tuple[int, int]] = []
+        self.done = threading.Event()
+
+    @staticmethod
+    def on_synth(wav: Any, count: int, events: Any) -> int:
+        """espeak-ng's synth callback: samples and the events that go with them."""
+        from pyttsx3.drivers import _espeak
+
+        utterance = _Utterance.current
+        if utterance is None:
+            return 0
+        i = 0
+        while (event := events[i]).type != _espeak.EVENT_LIST_TERMINATED:
+            if event.type == _espeak.EVENT_WORD:
+                utterance.positions.append((event.text_position - 1, event.sample))
+            elif event.type == _espeak.EVENT_MSG_TERMINATED:
+                utterance.done.set()
+            i += 1
+        if count > 0:
+            utterance.parts.append(ctypes.string_at(wav, count * ctypes.sizeof(ctypes.c_short)))
+        return 0
 
 
 def _current_rate() -> int:
@@ -101,32 +134,31 @@ class EspeakSynthesizer(ThreadedSynthesizer):
         vid = await trio.to_thread.run_sync(_resolve_voice, voice) if voice else ""
         return cls(vid, words_per_minute)
 
-    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+    def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
         with _ENGINE_LOCK:
-            engine = _engine()
-            # Set on every call: the engine is shared by the whole process. In
-            # retrieval mode espeak-ng applies settings from its command queue, so
-            # they can lag behind (pyttsx3's own queued setter lags further): set
-            # them on the driver, wait for the queue to drain, and check.
+            _engine()  # first: it says what to install when espeak-ng is missing
             from pyttsx3.drivers import _espeak
             from pyttsx3.drivers.espeak import EspeakDriver
 
+            # Set on every call: the engine is shared by the whole process. In
+            # retrieval mode espeak-ng applies settings from its command queue, so
+            # they can lag behind: set them, wait for the queue to drain, and check.
             EspeakDriver.setProperty("rate", self.words_per_minute)
             # Always, the default too: another synthesizer may have chosen a voice.
             EspeakDriver.setProperty("voice", self.voice or EspeakDriver._defaultVoice)
             _espeak.Synchronize()
             if _current_rate() != self.words_per_minute:
                 raise RuntimeError(f"espeak-ng did not accept the rate {self.words_per_minute}")
-            out = io.BytesIO()
-            _FINISHED.clear()
-            with contextlib.redirect_stdout(io.StringIO()):
-                engine.save_to_file(text, out)
-                engine.runAndWait()
-                # In retrieval mode espeak-ng synthesises in its own thread, and
-                # runAndWait can return before it is done: wait for the end.
-                if not _FINISHED.wait(SYNTH_TIMEOUT_S):
-                    raise RuntimeError("espeak-ng did not finish synthesising")
-        with wave.open(io.BytesIO(out.getvalue())) as w:
-            if w.getframerate() != self.sample_rate or w.getsampwidth() != 2:
+            if _espeak.dll.espeak_ng_GetSampleRate() != self.sample_rate:
                 raise RuntimeError("espeak-ng returned audio in an unexpected format")
-            return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+            utterance = _Utterance.current = _Utterance()
+            try:
+                # espeak-ng synthesizes in its own thread: wait for the end of the text.
+                _espeak.Synth(text.encode("utf-8"), flags=_espeak.ENDPAUSE | _espeak.CHARS_UTF8)
+                if not utterance.done.wait(SYNTH_TIMEOUT_S):
+                    _espeak.Cancel()
+                    raise RuntimeError("espeak-ng did not finish synthesising")
+            finally:
+                _Utterance.current = None
+        samples = np.frombuffer(b"".join(utterance.parts), dtype=np.int16)
+        return samples, from_positions(text, utterance.positions, len(samples))

@@ -8,6 +8,12 @@ time. ``voice.voice`` (``--voice``) may name any other Piper voice file
 
 onnxruntime is given one thread: on a 2-core machine the other core is left to
 the trio loop, the sound device's callback and the model's stream.
+
+Word marks come from Piper's phoneme alignments: the voice is patched in memory
+at load (with the ``onnx`` package, piper-tts's ``alignment`` extra) to report
+how many samples each phoneme took, and the phonemes are mapped back to the
+words (:func:`voicestream.words.from_phonemes`). Without ``onnx``, or for a
+voice whose alignments fail, the marks are estimated.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import numpy as np
 import trio
 
 from ..errors import UsageError
-from . import ThreadedSynthesizer
+from ..words import Word, estimate, from_phonemes, spans
+from . import Samples, ThreadedSynthesizer
 
 INSTALL_HINT = (
     "the piper engine is an optional extra (GPL-3.0): pip install 'voicestream[piper]' "
@@ -27,6 +34,7 @@ INSTALL_HINT = (
 )
 WORDS_PER_MINUTE = 193  # the bundled voice at length_scale 1 (the demo answer: 179 words, 55.7 s)
 THREADS = 1
+PHONEMES_KEPT = 20_000  # words whose phonemes are remembered
 
 
 def bundled_voice() -> Path:
@@ -63,7 +71,7 @@ def _load(path: Path) -> Any:
         options.intra_op_num_threads = THREADS
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            _with_alignments(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as e:  # onnxruntime and json say "corrupt" in many ways
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -71,11 +79,30 @@ def _load(path: Path) -> Any:
     return PiperVoice(config=config, session=session)
 
 
+def _with_alignments(path: Path) -> str | bytes:
+    """The voice, patched in memory to report samples per phoneme (as
+    ``PiperVoice.load(include_alignments=True)`` does); as it is without ``onnx``
+    or when it has them already."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        return str(path)
+    model = onnx.load(str(path))
+    try:
+        add_alignment_output(model)
+    except ValueError:  # patched already, or a model without the tensor
+        return str(path)
+    serialized: bytes = model.SerializeToString()
+    return serialized
+
+
 class PiperSynthesizer(ThreadedSynthesizer):
     def __init__(self, voice: Any, words_per_minute: int) -> None:
         self.voice = voice
         self.sample_rate: int = voice.config.sample_rate
         self.words_per_minute = words_per_minute
+        self._known: dict[str, list[str]] = {}
         super().__init__()
 
     @classmethod
@@ -89,11 +116,36 @@ class PiperSynthesizer(ThreadedSynthesizer):
         loaded = await trio.to_thread.run_sync(_load, path)
         return cls(loaded, words_per_minute)
 
-    def _synthesize(self, text: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+    def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=WORDS_PER_MINUTE / self.words_per_minute)
-        parts = [chunk.audio_int16_array for chunk in self.voice.synthesize(text, config)]
+        parts, said, aligned = [], [], True
+        frames = 0
+        for sentence in self.voice.synthesize(text, config, include_alignments=True):
+            parts.append(sentence.audio_int16_array)
+            if sentence.phoneme_alignments is None:
+                aligned = False
+            elif aligned:
+                sample = frames
+                for alignment in sentence.phoneme_alignments:
+                    said.append((alignment.phoneme, sample))
+                    sample += int(alignment.num_samples)
+            frames += len(parts[-1])
         if not parts:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate(parts).astype(np.int16, copy=False)
+            return np.zeros(0, dtype=np.int16), []
+        samples = np.concatenate(parts).astype(np.int16, copy=False)
+        if not aligned:
+            return samples, estimate(text, len(samples))
+        words = [self._phonemes(text[offset : offset + length]) for offset, length in spans(text)]
+        return samples, from_phonemes(text, words, said, len(samples))
+
+    def _phonemes(self, word: str) -> list[str]:
+        """The phonemes of ``word`` said alone (remembered: words recur)."""
+        known = self._known.get(word)
+        if known is None:
+            if len(self._known) >= PHONEMES_KEPT:
+                self._known.clear()
+            known = [p for sentence in self.voice.phonemize(word) for p in sentence]
+            self._known[word] = known
+        return known

@@ -1,6 +1,7 @@
 """An instant engine that "speaks" silence for as long as a voice would take.
 
 For benchmarks and tests that are about timing and buffers, not about the voice.
+Its word marks are estimated (spread over the audio by the words' lengths).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..audio import Audio
+from ..words import estimate
 from . import speakable
 
 SAMPLE_RATE = 22050
@@ -29,4 +31,5 @@ class SilentSynthesizer:
 
     async def synthesize(self, text: str) -> Audio:
         frames = round(spoken_seconds(text, self.words_per_minute) * self.sample_rate)
-        return Audio(np.zeros(frames, dtype=np.int16), self.sample_rate, text)
+        words = tuple(estimate(text, frames))
+        return Audio(np.zeros(frames, dtype=np.int16), self.sample_rate, text, words)
