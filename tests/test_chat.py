@@ -25,6 +25,7 @@ from voicestream.config import load as load_config
 from voicestream.conversation import CUT_OFF
 from voicestream.sinks import NullSink
 from voicestream.testing import FakeAnthropic, Terminal, wait_for
+from voicestream.words import spans
 
 KEY = "sk-ant-chat-test-key"
 SENTENCES = " ".join(f"This is sentence number {n} of a long spoken answer." for n in range(1, 61))
@@ -78,6 +79,7 @@ def test_barge_in_keeps_what_was_heard(cli: Cli, fake_api: FakeAnthropic, tmp_pa
     heard = cut.removesuffix(CUT_OFF).strip()
     assert SENTENCES.startswith(heard) and len(heard) < len(SENTENCES)
     assert heard == turn["text"].removesuffix(CUT_OFF).strip()
+    assert turn["heard_words"] == len(spans(heard))
     assert messages[4]["content"] == "Where did you stop?"
     assert [p.name for p in sorted(out.iterdir())] == [f"answer-00{n}.wav" for n in (1, 2, 3)]
 
@@ -92,13 +94,19 @@ def test_ctrl_c_stops_the_answer_then_quits_at_the_prompt(
     # Through the real speaker this time: PortAudio into the null sink.
     env = pulse["env"] | {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake_api.base_url}
     fake_api.script.text, fake_api.script.delay_s = SENTENCES, 0.02
-    term = Terminal([sys.executable, "-m", "voicestream", "chat"], env, tmp_path)
+    transcript = tmp_path / "chat.jsonl"
+    argv = [sys.executable, "-m", "voicestream", "chat", "--transcript", str(transcript)]
+    term = Terminal(argv, env, tmp_path)
     term.expect(rb"> ")
     term.type(b"Speak for a while.\r")
-    term.expect(rb"\xe2\x96\xb6 This is sentence number 1 ")  # the status line: being spoken
+    term.expect(rb"\xe2\x96\xb6 ")  # the status line: the sentence being spoken,
+    term.expect(rb"\x1b\[1;4m(is|sentence|number)\x1b\[22;24m")  # its word being heard
     term.type(b"\x03")  # Ctrl-C during the answer: stop it, keep the chat
     term.expect(rb"stopped after")
     term.expect(rb"> ")
+    turn = json.loads(transcript.read_text().splitlines()[-1])
+    heard = turn["text"].removesuffix(CUT_OFF).strip()
+    assert SENTENCES.startswith(heard) and turn["heard_words"] == len(spans(heard)) >= 2
     wait_for(lambda: fake_api.requests[-1].outcome != "open")
     assert fake_api.requests[-1].outcome == "closed by client"
     term.type(b"\x03")  # Ctrl-C at the prompt: quit

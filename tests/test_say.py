@@ -10,6 +10,7 @@ from conftest import FAST_DEMO, Cli
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.sources.demo import demo_answer
+from voicestream.words import spans
 
 
 def words(text: str) -> int:
@@ -59,6 +60,7 @@ def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
     assert figures["ttft_s"] >= 0.4  # the demo's first-token delay
     assert figures["ttft_s"] <= figures["ttfa_s"] <= figures["wall_s"]
     assert figures["tokens"] > 100 and figures["chunks"] >= 10
+    assert figures["heard_words"] == len(spans(demo_answer()))  # a file: all of it was stored
     rate, samples = read_wav(tmp_path / "a.wav")
     assert abs(figures["audio_s"] - len(samples) / rate) < 0.01
     assert set(figures["channels"]) == {"chunks", "audio"}

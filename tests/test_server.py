@@ -21,6 +21,7 @@ from conftest import Cli
 from voicestream import server as serving
 from voicestream.config import Config, ServerConfig, VoiceConfig
 from voicestream.testing import FakeAnthropic, Script, wait_for
+from voicestream.words import spans
 
 KEY = "sk-ant-test-0123456789abcdefSECRET"
 TEXT = (
@@ -111,6 +112,13 @@ async def test_an_answer_streams_its_text_chunks_and_audio(
     assert [c["index"] for c in chunks] == list(range(len(chunks))) and len(chunks) >= 3
     for before, after in itertools.pairwise(chunks):
         assert after["audio_start_s"] == pytest.approx(before["audio_start_s"] + before["audio_s"])
+    for c in chunks:  # every word marked, in order, inside its chunk's audio, by espeak-ng
+        words = c["words"]
+        assert [(w["offset"], w["length"]) for w in words] == spans(c["text"])
+        starts = [w["audio_start_s"] for w in words]
+        assert starts == sorted(starts)
+        assert c["audio_start_s"] <= starts[0] and starts[-1] < c["audio_start_s"] + c["audio_s"]
+        assert sum(w["estimated"] for w in words) <= 1
     # The audio: a streaming WAV header, then exactly the chunks' audio, spoken.
     assert audio.headers["content-type"] == "audio/wav"
     body = audio.content

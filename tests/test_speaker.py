@@ -17,6 +17,7 @@ from wavcheck import read_wav, voiced_fraction
 
 from voicestream.sinks.speaker import Ring
 from voicestream.testing import wait_for
+from voicestream.words import spans
 
 TEXT = "Hello from the speaker test. This sentence is played through PortAudio, into a null sink."
 
@@ -147,7 +148,8 @@ def test_ring_counts_underruns_between_start_and_end() -> None:
 
 
 def test_ctrl_c_while_playing_exits_130(pulse: dict[str, Any], tmp_path: Path) -> None:
-    process = Cli(pulse["env"], tmp_path).popen("say", "-")
+    metrics = tmp_path / "m.json"
+    process = Cli(pulse["env"], tmp_path).popen("say", "-", "--metrics", str(metrics))
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write((TEXT + " ").encode() * 5)
     process.stdin.flush()
@@ -156,6 +158,8 @@ def test_ctrl_c_while_playing_exits_130(pulse: dict[str, Any], tmp_path: Path) -
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 130
     assert process.stderr is not None and b"Traceback" not in process.stderr.read()
+    # The words heard are those the device played, far fewer than were written.
+    assert 0 < json.loads(metrics.read_text())["heard_words"] < len(spans(TEXT)) * 5
 
 
 def test_reaching_the_text_hard_cap_is_reported(pulse: dict[str, Any], tmp_path: Path) -> None:

@@ -75,6 +75,13 @@ def heard(driver: webdriver.Chrome) -> int:
     return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-heard-index") or -1)
 
 
+def heard_word(driver: webdriver.Chrome) -> tuple[int, int]:
+    """(chunk, word in it) being heard; (-1, -1) between words."""
+    value = driver.find_element(By.TAG_NAME, "body").get_attribute("data-heard-word") or "-1"
+    chunk, _, word = value.partition(".")
+    return (int(chunk), int(word)) if word else (-1, -1)
+
+
 def test_the_page_speaks_highlights_what_is_heard_and_stops(
     browser: webdriver.Chrome, server: str, fake_api: FakeAnthropic, tmp_path: Path
 ) -> None:
@@ -88,15 +95,26 @@ def test_the_page_speaks_highlights_what_is_heard_and_stops(
     indices = []
     wait.until(lambda d: indices.append(heard(d)) or heard(d) >= 2)  # it follows the audio
     assert indices[0] <= 0 and sorted(set(indices)) == sorted(set(indices), key=indices.index)
-    highlighted = browser.find_elements(By.CSS_SELECTOR, "#spoken span.heard")
+    highlighted = browser.find_elements(By.CSS_SELECTOR, "#spoken .chunk.heard")
     assert len(highlighted) == 1 and highlighted[0].get_attribute("data-index") == str(
         heard(browser)
     )
+    # Karaoke: the word being heard moves on word by word, one at a time, inside the
+    # sentence being heard.
+    words: list[tuple[int, int]] = []
+    wait.until(lambda d: words.append(heard_word(d)) or len({w for w in words if w[0] >= 0}) >= 6)
+    moving = [w for i, w in enumerate(words) if w[0] >= 0 and (i == 0 or w != words[i - 1])]
+    assert moving == sorted(moving)  # forward only
+    wait.until(lambda d: heard_word(d)[0] >= 0)
+    now = browser.find_elements(By.CSS_SELECTOR, "#spoken .word.now")
+    inside = browser.find_elements(By.CSS_SELECTOR, "#spoken .chunk.heard .word.now")
+    assert len(now) == 1 and inside == now
     browser.save_screenshot(str(tmp_path / "page.png"))
     browser.find_element(By.ID, "stop").click()
     wait.until(
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "stopped"
     )
+    last_word = browser.find_elements(By.CSS_SELECTOR, "#spoken .word.now")
     silent_from = played(browser)
     time.sleep(0.5)
     assert played(browser) == silent_from  # silence: nothing more plays after Stop
@@ -104,6 +122,11 @@ def test_the_page_speaks_highlights_what_is_heard_and_stops(
     history = browser.find_element(By.ID, "history").text
     assert "How does streaming speech work?" in history and "Streaming speech" in history
     assert len(history) < len(TEXT)  # what was heard, not the whole answer
+    said = history.split("Assistant: ", 1)[1].strip()
+    # Up to the word in progress, exactly: a whole word of the answer, the last one heard.
+    assert TEXT.startswith(said) and not TEXT[len(said)].isalnum()
+    if last_word:
+        assert said.endswith(last_word[0].text)
     # The next question carries the conversation so far, as heard.
     asked = len(fake_api.requests)
     browser.find_element(By.ID, "question").send_keys("And then?", Keys.ENTER)

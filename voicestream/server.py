@@ -166,13 +166,16 @@ class Live:
             self.emit("text", {"text": event.text})
         elif isinstance(event, Chunk):
             words = [
-                {"offset": w.offset, "length": w.length, "audio_start_s": round(start, 4),
-                 "estimated": w.estimated}
-                for w, start in zip(event.words, event.word_starts_s(), strict=True)
-            ]  # fmt: skip
-            self.emit("chunk", {"index": event.index, "text": event.text,
-                                "audio_start_s": event.audio_start_s, "audio_s": event.audio_s,
-                                "words": words})  # fmt: skip
+                {
+                    "offset": w.offset,
+                    "length": w.length,
+                    "audio_start_s": s,
+                    "estimated": w.estimated,
+                }
+                for w, s in zip(event.words, event.word_starts_s(), strict=True)
+            ]
+            fields = ("index", "text", "audio_start_s", "audio_s")
+            self.emit("chunk", {f: getattr(event, f) for f in fields} | {"words": words})
         elif isinstance(event, Notice):
             self.emit("notice", {"message": redact(event.message, self.environ)})
         elif isinstance(event, Finished):

@@ -1,5 +1,6 @@
 // voicestream's page: ask, read the answer as it is written, hear it as it is
-// synthesized (fetch + ReadableStream into Web Audio), see the sentence being heard.
+// synthesized (fetch + ReadableStream into Web Audio), see the sentence and the word
+// being heard (each chunk event says where its words start in the audio).
 // Plain JavaScript, no build step, nothing from elsewhere.
 "use strict";
 
@@ -37,7 +38,7 @@ class Answer {
     this.audioUrl = created.audio;
     this.lastEventId = 0;
     this.text = "";
-    this.chunks = [];  // {index, text, audio_start_s, audio_s, span}
+    this.chunks = [];  // {index, text, audio_start_s, audio_s, words: [{..., span}], span}
     this.ended = false;  // done or error arrived
     this.stopped = false;
     this.abort = new AbortController();
@@ -102,10 +103,22 @@ class Answer {
       $("answer").textContent = this.text;
     } else if (name === "chunk") {
       const span = document.createElement("span");
-      span.textContent = body.text + " ";
+      span.className = "chunk";
       span.dataset.index = body.index;
+      const words = [];
+      let at = 0;
+      for (const w of body.words || []) {
+        span.append(body.text.slice(at, w.offset));
+        const word = document.createElement("span");
+        word.className = "word";
+        word.textContent = body.text.slice(w.offset, w.offset + w.length);
+        span.append(word);
+        words.push({ ...w, span: word });
+        at = w.offset + w.length;
+      }
+      span.append(body.text.slice(at) + " ");
       $("spoken").append(span);
-      this.chunks.push({ ...body, span });
+      this.chunks.push({ ...body, words, span });
     } else if (name === "notice") {
       status(body.message);
     } else if (name === "done" || name === "error") {
@@ -177,9 +190,24 @@ class Answer {
     }
   }
 
+  // What was heard: the chunks played to their end, then the one in progress up to
+  // the end of its word in progress.
   heardText() {
     const played = this.playedSeconds();
-    return this.chunks.filter((c) => c.audio_start_s < played).map((c) => c.text).join(" ");
+    const said = [];
+    for (const c of this.chunks) {
+      if (c.audio_start_s + c.audio_s <= played) {
+        said.push(c.text);
+        continue;
+      }
+      const begun = c.words.filter((w) => w.audio_start_s < played);
+      if (begun.length) {
+        const last = begun[begun.length - 1];
+        said.push(c.text.slice(0, last.offset + last.length));
+      }
+      break;
+    }
+    return said.join(" ");
   }
 }
 
@@ -266,16 +294,27 @@ async function stop() {
   } catch (_) { /* the answer ends on its own when nobody is attached */ }
 }
 
-// What is heard, 20 times a second (and at once on Stop): the seconds played, and
-// the sentence.
+// What is heard, 20 times a second (and at once on Stop): the seconds played, the
+// sentence, and the word in it.
 function showHeard() {
   const answer = current;
   if (!answer) return;
   const played = answer.playedSeconds();
   page.dataset.playedS = played.toFixed(3);
   let heard = -1;
+  let word = null;
+  let now = "-1";
   for (const c of answer.chunks) {
-    if (c.audio_start_s <= played && played < c.audio_start_s + c.audio_s) heard = c.index;
+    if (c.audio_start_s <= played && played < c.audio_start_s + c.audio_s) {
+      heard = c.index;
+      word = c.words.filter((w) => w.audio_start_s <= played).pop() || null;
+      if (word) now = `${c.index}.${c.words.indexOf(word)}`;
+    }
+  }
+  if (now !== page.dataset.heardWord) {
+    page.dataset.heardWord = now;
+    for (const w of $("spoken").querySelectorAll(".word.now")) w.classList.remove("now");
+    if (word) word.span.classList.add("now");
   }
   if (String(heard) !== page.dataset.heardIndex) {
     page.dataset.heardIndex = String(heard);
