@@ -1,9 +1,9 @@
 """Barge-in latency of `voicestream chat`, key to silence, on the wall clock.
 
-    .venv/bin/python benchmarks/interrupt.py [--runs N]
+    .venv/bin/python benchmarks/interrupt.py [--runs N] [--engine espeak|piper]
 
 Starts a private PulseAudio with a null sink (as the tests do), runs
-`voicestream chat` (demo answers, real espeak-ng, real PortAudio) on a
+`voicestream chat` (demo answers, real espeak-ng or Piper, real PortAudio) on a
 pseudo-terminal, and records the sink's monitor in this process. For each run
 it asks a question, waits until speech has played for a while, presses Enter
 (or Esc), and measures:
@@ -37,7 +37,9 @@ LOUD = 300  # int16 peak of a block that holds speech (espeak peaks at ~10,000)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
-    runs = parser.parse_args().runs
+    parser.add_argument("--engine", default="espeak")
+    args = parser.parse_args()
+    runs = args.runs
     with tempfile.TemporaryDirectory() as tmp:
         daemon, env = start_pulse(Path(tmp))  # as the tests do
         os.environ.update(env)  # before PortAudio is loaded: record from this server
@@ -54,7 +56,8 @@ def main() -> None:
             if any(d["name"] == "vs_null.monitor" for d in sd.query_devices())
             else None, blocksize=256, latency="low", callback=record,
         )  # fmt: skip
-        term = Terminal([sys.executable, "-m", "voicestream", "chat"], env, Path(tmp))
+        argv = [sys.executable, "-m", "voicestream", "chat", "--engine", args.engine]
+        term = Terminal(argv, env, Path(tmp))
         term.expect(rb"> ")
         silence, prompt = [], []
         with recorder:
@@ -67,11 +70,10 @@ def main() -> None:
                 term.expect(rb"stopped after")
                 term.expect(rb"> ")
                 prompt.append(time.monotonic() - key)
-                time.sleep(1.0)  # long enough to see that nothing plays any more
+                time.sleep(2.0)  # long enough to see that nothing plays any more
                 assert any(peak > LOUD for _, peak in blocks), "nothing was heard"
-                assert sum(t > key + 0.5 for t, _ in blocks) > 10, "the recording stalled"
+                assert sum(t > key + 1.5 for t, _ in blocks) > 10, "the recording stalled"
                 last_sound = max(t for t, peak in blocks if peak > 0)  # not a single sample
-                assert last_sound < key + 0.9, "speech went on after the key"
                 silence.append(max(0.0, last_sound - key))
                 blocks.clear()
         term.type(b"/quit\r")
@@ -82,7 +84,7 @@ def main() -> None:
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f} ms (max {max(values) * 1000:.0f})"
 
-    print(f"{runs} runs (Enter and Esc alternating), median (max)\n")
+    print(f"{args.engine}: {runs} runs (Enter and Esc alternating), median (max)\n")
     print("| key to silence | key to prompt |")
     print("|---|---|")
     print(f"| {cell(silence)} | {cell(prompt)} |")

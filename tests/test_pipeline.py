@@ -38,6 +38,7 @@ class RecordingSink:
         self.realtime = realtime
         self.written: list[Audio] = []
         self.salvaged: list[Audio] = []
+        self.silenced = False
         self.closed = False
 
     async def write(self, audio: Audio) -> None:
@@ -51,6 +52,9 @@ class RecordingSink:
     def leftover(self, audio: Audio) -> bool:
         self.salvaged.append(audio)
         return True
+
+    def silence(self) -> None:
+        self.silenced = True
 
     def close(self) -> None:
         self.closed = True
@@ -240,6 +244,9 @@ class SlowSink:
 
     def leftover(self, audio: Audio) -> bool:
         return self.sink.leftover(audio)
+
+    def silence(self) -> None:
+        pass
 
     def close(self) -> None:
         self.sink.close()

@@ -13,9 +13,10 @@ import trio
 import trio.testing
 
 from voicestream.audio import Audio
-from voicestream.config import DemoConfig
+from voicestream.config import Config, DemoConfig
 from voicestream.pipeline import Metrics, speak
 from voicestream.playback import Playback, Timeline, heard_frames
+from voicestream.runner import Answer
 from voicestream.sinks import NullSink
 from voicestream.sources.demo import DemoSource
 from voicestream.terminal import Captions
@@ -111,6 +112,9 @@ class Device:
 
     def leftover(self, audio: Audio) -> bool:
         return False
+
+    def silence(self) -> None:
+        self.queue.clear()  # what it held is not played
 
     def close(self) -> None:
         pass
@@ -275,3 +279,38 @@ def test_the_word_being_heard_is_emphasized_and_kept_in_sight(monkeypatch: Any) 
     drawn = len(out.getvalue())
     captions.speaking(sentence, Word(*found[-2], 0))
     assert len(out.getvalue()) == drawn  # the same word again: nothing redrawn
+
+
+async def test_a_barge_in_during_a_slow_synthesis_silences_the_device_at_once(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The synthesis in progress (shielded, so a file keeps its audio) takes seconds
+    with a slow engine; the device must not play on meanwhile."""
+    device = Device()
+    silenced: list[float] = []
+
+    def silence() -> None:
+        silenced.append(trio.current_time())
+        device.queue.clear()
+
+    device.silence = silence  # type: ignore[method-assign]
+
+    class Slow(MarkedEngine):
+        async def synthesize(self, text: str) -> Audio:
+            await trio.sleep(0.0 if text.startswith("Streaming") else 3.0)
+            return await super().synthesize(text)
+
+    answer = Answer(DemoSource(DemoConfig(first_token_s=0, tokens_per_s=1e6), TEXT), Slow(),
+                    device, Config())  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(device.run)
+        nursery.start_soon(answer.run)
+        await trio.sleep(1.0)  # the first sentence plays; the second is being made
+        played_before = device.played
+        stopped_at = trio.current_time()
+        answer.stop()
+        await trio.sleep(5.0)
+        nursery.cancel_scope.cancel()
+    assert silenced[0] == stopped_at  # at once, not once the synthesis is done
+    assert device.played - played_before <= RATE // 100  # not a frame more than a tick
+    assert answer.timeline.heard(device.played).startswith("Streaming speech")

@@ -61,7 +61,7 @@ from .channels import Fixed, Policy, Unbounded, open_channel
 from .config import BuffersConfig, Config
 from .pipeline import Buffers
 from .runner import Answer
-from .sinks import BaseSink
+from .sinks import ClockedSink
 from .sources import BaseSource
 from .sources.demo import demo_answer
 from .synthesizers.silent import spoken_seconds
@@ -165,7 +165,7 @@ def token_texts(count: int, rng: random.Random) -> list[str]:
 
 
 @dataclass
-class Session(BaseSink):
+class Session(ClockedSink):
     """One simulated answer: model, network, engine and sink around a real Answer."""
 
     scenario: Scenario
@@ -175,15 +175,11 @@ class Session(BaseSink):
     producer_waits: list[float] = field(default_factory=list)
     played_chars: int = 0
     written_chars: int = 0
-    underruns: int = 0
-    underrun_s: float = 0.0
-    device_until: float = 0.0
     unplayed_audio_s: float = 0.0  # synthesized but never played, when interrupted
-    started_playing: bool = False
     finished: bool = False
     answer: Answer | None = None
     sample_rate: int = SIM_RATE  # the engine's
-    block_s: float | None = None  # a device: the configured block size
+    lead_s: float = DEVICE_BUFFER_S
 
     # -- the model and the network ----------------------------------------------
 
@@ -227,25 +223,15 @@ class Session(BaseSink):
     # -- the sink: real time, a small device buffer --------------------------------
 
     async def write(self, audio: Audio) -> None:
-        now = trio.current_time()
-        if self.started_playing and now > self.device_until + 1e-9:
-            self.underruns += 1
-            self.underrun_s += now - self.device_until
-        self.started_playing = True
-        self.device_until = max(now, self.device_until) + audio.seconds
         self.played_chars += len(audio.text)
-        await trio.sleep_until(self.device_until - DEVICE_BUFFER_S)
-
-    async def drain(self) -> None:
-        await trio.sleep_until(self.device_until)
+        await self.play(audio.seconds)
 
     def audio_held_s(self) -> float:
         """Seconds of audio made and not yet played: in the audio channel, in the
         synthesizer's hands, in the device buffer."""
         assert self.answer is not None
         stats = self.answer.statistics()
-        device_s = max(0.0, self.device_until - trio.current_time())
-        return stats.channels["audio"].size + stats.synthesizing_s + device_s
+        return stats.channels["audio"].size + stats.synthesizing_s + self.held_s()
 
     def memory(self) -> tuple[int, int]:
         """``(text bytes, audio bytes)`` held in the pipeline right now (text counted
@@ -277,7 +263,7 @@ class Session(BaseSink):
         self.answer.stop()
 
     async def interrupt(self, answer: Answer, after: float) -> None:
-        while not self.started_playing:
+        while self.device_until is None:
             await trio.sleep(0.05)
         await trio.sleep(after)
         self.unplayed_audio_s = self.audio_held_s()

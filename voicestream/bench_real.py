@@ -41,7 +41,7 @@ import trio
 from .audio import Audio
 from .config import Config
 from .runner import Answer
-from .sinks import BaseSink
+from .sinks import ClockedSink
 from .sources import BaseSource
 from .sources.demo import demo_answer, tokens
 from .synthesizers.silent import SilentSynthesizer
@@ -98,25 +98,18 @@ class PacedModel(BaseSource):
             sent = max(due, sent + 1)
 
 
-class RealtimeSink(BaseSink):
+class RealtimeSink(ClockedSink):
     """Plays in real time: a small device buffer fed from a one-second ring."""
 
-    block_s = None  # a device: the configured block size
+    lead_s = DEVICE_BUFFER_S
 
     def __init__(self) -> None:
         self.ring = np.zeros(RATE, dtype=np.int16)
         self.ring.fill(1)  # resident, as a device's buffer is
         self.at = 0
-        self.device_until = 0.0
         self.started = trio.Event()
-        self.underruns = 0
-        self.underrun_s = 0.0
 
     async def write(self, audio: Audio) -> None:
-        now = trio.current_time()
-        if self.started.is_set() and now > self.device_until:
-            self.underruns += 1
-            self.underrun_s += now - self.device_until
         self.started.set()
         samples = audio.samples[: len(self.ring)]
         end = self.at + len(samples)
@@ -124,11 +117,7 @@ class RealtimeSink(BaseSink):
         self.ring[self.at : self.at + head] = samples[:head]
         self.ring[: len(samples) - head] = samples[head:]
         self.at = end % len(self.ring)
-        self.device_until = max(now, self.device_until) + audio.seconds
-        await trio.sleep_until(self.device_until - DEVICE_BUFFER_S)
-
-    async def drain(self) -> None:
-        await trio.sleep_until(self.device_until)
+        await self.play(audio.seconds)
 
 
 def rss_bytes() -> int:
@@ -191,12 +180,11 @@ async def run_sessions(count: int, speech_s: float, written: bool = False) -> Sc
         while True:
             peak["rss"] = max(peak["rss"], rss_bytes())
             held = 0.0
-            now = trio.current_time()
             for answer, sink in zip(answers, sinks, strict=True):
                 stats = answer.statistics()
                 if "audio" in stats.channels:
                     held += stats.channels["audio"].size + stats.synthesizing_s
-                held += max(0.0, sink.device_until - now)
+                held += sink.held_s()
             peak["audio_s"] = max(peak["audio_s"], held)
             await trio.sleep(0.5)
 

@@ -31,10 +31,15 @@ delaying the first chunk; short in spoken length, a CJK character being a
 syllable); the rest of a sentence that was cut early is said on its own. Overlong
 sentences are split at a clause mark or a word boundary. A sentence may start in
 lower case after a full word (see :data:`LOWER_STARTERS`).
+
+:func:`pauses` lists where a finished chunk could be said in two parts by the
+same rules (for :mod:`voicestream.pacing`, when a slow engine must start
+speaking before it could say the whole chunk).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -102,6 +107,16 @@ NO_CUT_AFTER = frozenset(
     le la les un une des du au aux mon ton son ma ta sa mes tes ses notre votre leur à
     de en dans sur pour par avec sans sous chez est sont était a ont sera peut doit pas
     très
+    """.split()
+)
+# Where a finished chunk may be cut when it has no better place (voicestream.pacing):
+# before a word that opens a phrase, weaker than those above.
+CUT_BEFORE_AT_A_PINCH = frozenset(
+    """
+    of to how what why than as like over under between against among within toward
+    towards per via upon
+    zu wie als über unter zwischen gegen
+    de comme que entre contre vers
     """.split()
 )
 TAIL_WORDS = 3  # an early cut leaves at least this many words of its sentence
@@ -177,20 +192,24 @@ class ChunkerConfig:
     """The chunker's options, and the ``[chunker]`` table of ``config.toml``.
 
     ``first_fragment_words``: the words a first chunk needs before it may end at a
-    clause mark; ``first_fragment_max_words``: after which a first chunk with no
-    punctuation is cut at a word boundary; ``min_chars`` and ``max_chars``: the
-    lengths below which sentences are merged and above which they are split;
+    clause mark (and the first part of a chunk said in two, see ``pace``);
+    ``first_fragment_max_words``: after which a first chunk with no punctuation is
+    cut at a word boundary; ``min_chars`` and ``max_chars``: the lengths below
+    which sentences are merged and above which they are split;
     ``code_block_phrase``; ``drop_emoji``; ``abbreviations``: more words
-    (lowercase, no final period) after which a period never ends a sentence.
+    (lowercase, no final period) after which a period never ends a sentence;
+    ``pace``: say a chunk in two parts when the engine could not say it whole
+    before the audio ahead of the listener runs out (:mod:`voicestream.pacing`).
     """
 
     first_fragment_words: int = number(4, 1, 100)
-    first_fragment_max_words: int = number(12, 1, 1000)
+    first_fragment_max_words: int = number(8, 1, 1000)
     min_chars: int = number(20, 0, 1000)
     max_chars: int = number(300, 20, 100_000)
     code_block_phrase: str = CODE_BLOCK_PHRASE
     drop_emoji: bool = True
     abbreviations: tuple[str, ...] = ()
+    pace: bool = True
 
 
 class Cut(Enum):
@@ -319,7 +338,8 @@ class Boundaries:
             if after.end() == len(buf) and not final:
                 return Verdict.WAIT, 0  # the next word is not complete yet
             last = _bare(before.group())
-            if last in NO_CUT_AFTER or not last.isalpha() or _bare(after.group()) not in CUT_BEFORE:
+            following = buf[after.start() : after.end() + 1]  # with what comes right after it
+            if last in NO_CUT_AFTER or not last.isalpha() or not _opens(following, CUT_BEFORE):
                 continue
             tail = self.tail(buf, before.end(), final)
             return tail, before.end() if tail is Verdict.YES else 0
@@ -395,6 +415,55 @@ class Boundaries:
             return Verdict.NO  # "am 3. Oktober"
         word = next_word(buf, nxt, final)
         return Verdict.WAIT if word is None else Verdict.of(word.lower() not in MONTHS)
+
+
+def pauses(text: str, min_words: int) -> list[int]:
+    """Where a finished chunk may be cut in two, as the first chunk may be: after a
+    clause mark, or just before a word of :data:`CUT_BEFORE` that follows none of
+    :data:`NO_CUT_AFTER` (nor a number); with at least ``min_words`` words before
+    and :data:`TAIL_WORDS` after. Positions in ``text``, in order."""
+    points = _before(text, CUT_BEFORE)
+    for clause in _CLAUSE_MARK.finditer(text):
+        digits = _DIGITS.match(text, _nonspace_at(text, clause.end()))
+        if not (digits and text[digits.end() : digits.end() + 1] in (".", ")")):
+            points.add(clause.end())  # but "1. download, 2. install" is no pause
+    return _with_room(text, points, min_words)
+
+
+def weak_pauses(text: str, min_words: int) -> list[int]:
+    """Where a finished chunk with no :func:`pauses` may be cut at a pinch: just
+    before a word of :data:`CUT_BEFORE_AT_A_PINCH` ("of", "to", "how"), on the
+    same terms."""
+    return _with_room(text, _before(text, CUT_BEFORE_AT_A_PINCH), min_words)
+
+
+def _before(text: str, openers: frozenset[str]) -> set[int]:
+    """The ends of words that need nothing after them (not one of
+    :data:`NO_CUT_AFTER`, not a number) followed by one of ``openers``."""
+    words = list(_NONSPACE.finditer(text))
+    return {
+        before.end()
+        for before, after in itertools.pairwise(words)
+        if (bare := _bare(before.group())).isalpha()
+        and bare not in NO_CUT_AFTER
+        and _opens(after.group(), openers)
+    }
+
+
+def _opens(word: str, openers: frozenset[str]) -> bool:
+    """Whether ``word`` opens a clause or a phrase: one of ``openers`` with more to
+    come ("plug it in, then" ends its phrase with "in": no pause before it)."""
+    word = word.rstrip()
+    return _bare(word) in openers and word[-1:] not in ",;:.!?…"
+
+
+def _with_room(text: str, points: set[int], min_words: int) -> list[int]:
+    return [
+        p
+        for p in sorted(points)
+        if len(_WORD.findall(text, 0, p)) >= min_words
+        and len(_NONSPACE.findall(text, p)) >= TAIL_WORDS
+    ]
 
 
 def _bare(word: str) -> str:

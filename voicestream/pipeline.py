@@ -46,6 +46,7 @@ from .channels import (
 from .chunker import SentenceChunker
 from .config import BuffersConfig
 from .errors import SourceError
+from .pacing import Pacer
 from .playback import Timeline
 from .sinks import Sink
 from .sources import Source
@@ -247,35 +248,64 @@ async def speak(
     unsent: list[Audio] = []  # synthesized, but its send was cancelled
     block_s = sink.block_s or buffers.block_s
 
+    pacer = Pacer(chunker.config.first_fragment_words) if chunker.config.pace else None
+    synthesized = [0.0]  # seconds of audio made so far
+    hold = [0.0]  # seconds the first audio waits, when a slow engine needs a head start
+
+    def ahead_s() -> float | None:
+        """Audio made and not yet played (None: nothing plays in real time)."""
+        played_s = sink.played_s
+        return None if played_s is None else synthesized[0] - played_s
+
     async def synthesize(chunks: ReceiveEnd[str], out: SendEnd[Audio]) -> None:
-        synthesized_s = 0.0
         async with chunks, out:
             async for chunk in chunks:
-                # Shielded: a synthesis takes milliseconds, and audio that exists
-                # when the answer is cancelled must not be thrown away.
-                with trio.CancelScope(shield=True):
-                    began = trio.current_time()
-                    audio = await synthesizer.synthesize(chunk)
-                    out.note_production(trio.current_time() - began, audio.seconds)
-                if not audio.words and len(audio.samples) and speakable(chunk):
-                    audio = replace(audio, words=tuple(estimate(chunk, len(audio.samples))))
-                if on_chunk is not None:
-                    on_chunk(metrics.chunks, audio, synthesized_s)
-                synthesized_s += audio.seconds
-                metrics.chunks += 1
-                metrics.inflight_audio_s = audio.seconds
-                unsent.extend(blocks(audio, block_s))
-                del audio  # its blocks are all that is kept of it
-                while unsent:
-                    await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
-                    metrics.inflight_audio_s -= unsent.pop(0).seconds
+                rest = chunk
+                while rest:  # in parts, when a slow engine could not say it whole in time
+                    part, rest = pacer.split(rest, ahead_s()) if pacer else (rest, "")
+                    await say(part, out)
+
+    async def say(text: str, out: SendEnd[Audio]) -> None:
+        # Shielded: audio being made when the answer is cancelled is kept for a sink
+        # that keeps leftovers (a device falls silent at once all the same: play()).
+        with trio.CancelScope(shield=True):
+            began = trio.current_time()
+            audio = await synthesizer.synthesize(text)
+            took = trio.current_time() - began
+            out.note_production(took, audio.seconds)
+        if pacer is not None:
+            pacer.learn(text, took, audio.seconds)
+            if not synthesized[0] and ahead_s() is not None:
+                hold[0] = pacer.hold(audio.seconds)
+        if not audio.words and len(audio.samples) and speakable(text):
+            audio = replace(audio, words=tuple(estimate(text, len(audio.samples))))
+        if on_chunk is not None:
+            on_chunk(metrics.chunks, audio, synthesized[0])
+        synthesized[0] += audio.seconds
+        metrics.chunks += 1
+        metrics.inflight_audio_s = audio.seconds
+        unsent.extend(blocks(audio, block_s))
+        del audio  # its blocks are all that is kept of it
+        while unsent:
+            await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
+            metrics.inflight_audio_s -= unsent.pop(0).seconds
 
     taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
     accepted = [0]  # frames the sink took
+    drained = trio.Event()  # all of it played (or stored): all of it was heard
 
     async def play(audio_in: ReceiveEnd[Audio]) -> None:
+        try:
+            await play_all(audio_in)
+        except trio.Cancelled:
+            # Cut off: silent now, not once a synthesis in progress has finished.
+            sink.silence()
+            raise
+
+    async def play_all(audio_in: ReceiveEnd[Audio]) -> None:
         async for audio in audio_in:
             if metrics.ttfa_s is None:
+                await trio.sleep(hold[0])
                 metrics.ttfa_s = trio.current_time() - started
             taken.append(audio)
             timeline.add(audio)  # before the write: a device plays it while it is written
@@ -286,6 +316,7 @@ async def speak(
             metrics.audio_s += audio.seconds
             accepted[0] += len(audio.samples)
         await sink.drain()
+        drained.set()
 
     chunks_out, chunks_in = buffers.open("text")
     audio_out, audio_in = buffers.open("audio")
@@ -307,7 +338,7 @@ async def speak(
                 timeline.add(audio)
                 metrics.audio_s += audio.seconds
                 accepted[0] += len(audio.samples)
-        played_s = sink.played_s
+        played_s = None if drained.is_set() else sink.played_s
         heard = accepted[0] if played_s is None else round(played_s * synthesizer.sample_rate)
         metrics.heard_words = timeline.started(min(heard, timeline.frames))
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}

@@ -131,6 +131,9 @@ class Playback:
     def leftover(self, audio: Audio) -> bool:
         return False  # queued when the answer was cut off: never heard, so dropped
 
+    def silence(self) -> None:
+        self.sink.silence()
+
     def close(self) -> None:
         self.sink.close()
 

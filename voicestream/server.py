@@ -47,7 +47,7 @@ from .audio import Audio
 from .config import Config, ServerConfig
 from .errors import UsageError, redact
 from .runner import Answer, Chunk, Event, Finished, Notice, Text
-from .sinks import BaseSink
+from .sinks import ClockedSink
 from .sources import check_source, open_source
 from .synthesizers import Synthesizer, open_synthesizer
 
@@ -61,11 +61,9 @@ class Gone(Exception):
     """Audio a client asked for is older than the window kept."""
 
 
-class AudioStream(BaseSink):
+class AudioStream(ClockedSink):
     """The answer's audio, played to a clock ``lead_s`` ahead of real time, its last
     ``window_s`` seconds kept for readers (16-bit mono PCM, little-endian)."""
-
-    block_s = None  # played like a device
 
     def __init__(self, rate: int, window_s: float, lead_s: float) -> None:
         self.rate = rate
@@ -74,9 +72,6 @@ class AudioStream(BaseSink):
         self.data = bytearray()
         self.first = 0  # the byte offset in the answer's audio of data[0]
         self.end = 0  # bytes written so far
-        self.device_until: float | None = None
-        self.underruns = 0
-        self.underrun_s = 0.0
         self.closed = False
         self._changed = trio.Event()
 
@@ -85,10 +80,6 @@ class AudioStream(BaseSink):
         return len(self.data)
 
     async def write(self, audio: Audio) -> None:
-        now = trio.current_time()
-        if self.device_until is not None and now > self.device_until:
-            self.underruns += 1
-            self.underrun_s += now - self.device_until
         self.data += audio.samples.astype("<i2", copy=False).tobytes()
         self.end += 2 * len(audio.samples)
         if len(self.data) > self.window:
@@ -96,8 +87,10 @@ class AudioStream(BaseSink):
             del self.data[:drop]
             self.first += drop
         self._notify()
-        self.device_until = max(now, self.device_until or now) + audio.seconds
-        await trio.sleep_until(self.device_until - self.lead_s)
+        await self.play(audio.seconds)
+
+    async def drain(self) -> None:
+        pass  # the answer is over once its audio is made; readers take it at their pace
 
     def close(self) -> None:
         self.closed = True

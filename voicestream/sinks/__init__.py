@@ -8,6 +8,8 @@ unwritable file is a usage error, not a failure halfway through an answer):
 - ``leftover(audio) -> bool`` is offered audio that was synthesized but not yet
   handed over when the answer was cut short: a file keeps it (True), a speaker,
   where it would play late, drops it (False);
+- ``silence()``: the answer was cut off: stop making sound now (a device drops
+  what it holds; a file is unaffected), before the leftovers are offered;
 - ``close()`` releases the sink at once; always called, safe to call twice;
 - ``played_s``: seconds a device has played so far, or None for a sink that
   plays nothing (what it was handed counts as heard);
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+import trio
 
 from ..audio import Audio
 from ..config import OutputConfig
@@ -53,6 +57,8 @@ class Sink(Protocol):
 
     def leftover(self, audio: Audio) -> bool: ...
 
+    def silence(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -77,12 +83,51 @@ class BaseSink:
     def leftover(self, audio: Audio) -> bool:
         return False
 
+    def silence(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
 class NullSink(BaseSink):
     """Discards audio (text-only runs, benchmarks)."""
+
+
+class ClockedSink(BaseSink):
+    """A sink that plays to a clock, as a device would, without one (the server's
+    streams, the benchmarks' listeners): audio plays from when it is handed over,
+    or from the end of the audio before it; :meth:`play` returns ``lead_s`` before
+    its audio would be played out. Counts underruns (audio handed over after the
+    clock ran out, once playing began) and knows ``played_s``."""
+
+    block_s = None  # played like a device
+    lead_s = 0.2
+    device_until: float | None = None  # when what was handed over will have played
+    written_s = 0.0
+    underruns = 0
+    underrun_s = 0.0
+
+    @property
+    def played_s(self) -> float | None:
+        return self.written_s - self.held_s()
+
+    def held_s(self) -> float:
+        """Seconds handed over and not yet played out."""
+        return max(0.0, (self.device_until or 0.0) - trio.current_time())
+
+    async def play(self, seconds: float) -> None:
+        """``seconds`` of audio handed over: wait until they are ``lead_s`` from played."""
+        now = trio.current_time()
+        if self.device_until is not None and now > self.device_until + 1e-9:
+            self.underruns += 1
+            self.underrun_s += now - self.device_until
+        self.device_until = max(now, self.device_until or now) + seconds
+        self.written_s += seconds
+        await trio.sleep_until(self.device_until - self.lead_s)
+
+    async def drain(self) -> None:
+        await trio.sleep_until(self.device_until or 0.0)
 
 
 def open_sink(name: str, rate: int, config: OutputConfig, path: Path | None = None) -> Sink:
@@ -147,6 +192,9 @@ class Both(BaseSink):
 
     def leftover(self, audio: Audio) -> bool:
         return audio is self._filed or self.file.leftover(audio)
+
+    def silence(self) -> None:
+        self.speaker.silence()
 
     def close(self) -> None:
         try:

@@ -108,6 +108,7 @@ class SpeakerSink:
         self.rate = rate
         self.ring = Ring(int(rate * buffer_s))
         self._started = False
+        self._drained = False
         self._waiting = False
         self._progress = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
@@ -131,8 +132,12 @@ class SpeakerSink:
 
     @property
     def played_s(self) -> float:
-        """Seconds of audio the device has taken so far."""
-        return self.ring.played / self.rate
+        """Seconds of audio heard so far: what the device has taken, less what it
+        still holds (its output latency), until it has played everything out."""
+        taken = self.ring.played / self.rate
+        if self._drained or not self._started:
+            return taken
+        return max(0.0, taken - float(self._stream.latency))
 
     def _callback(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
         self.ring.pull(outdata[:, 0])
@@ -165,9 +170,16 @@ class SpeakerSink:
         if self._started:
             # Pa_StopStream returns once the device has played what it holds.
             await trio.to_thread.run_sync(self._stream.stop, limiter=self._limiter)
+        self._drained = True
 
     def leftover(self, audio: Audio) -> bool:
         return False
+
+    def silence(self) -> None:
+        """Stop the sound now: what the device and the ring hold is dropped."""
+        self.ring.ending = True
+        if not self._stream.closed:
+            self._stream.abort()
 
     def close(self) -> None:
         self.ring.ending = True
