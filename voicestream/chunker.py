@@ -100,7 +100,8 @@ NO_CUT_AFTER = frozenset(
     with from by about into onto over under after before between through during without
     within across against among is are was were be been being am has have had do does
     did can could will would shall should may might must not very one two three four
-    five six seven eight nine ten hundred thousand million
+    five six seven eight nine ten hundred thousand million each every some any all both
+    many few several most much more less such another other
     der die das den dem des ein eine einen einem einer mein dein sein ihr unser zu von
     mit für bei nach aus über unter vor im am zum zur ist sind war waren hat haben wird
     werden kann können muss müssen soll sollen darf nicht sehr

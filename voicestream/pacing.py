@@ -13,8 +13,9 @@ clause), the longest part that fits, or, if none does, the shortest (the gap is
 then as short as it can be). The rest comes back for the next decision, with the
 first part's audio now ahead. Only where no such pause exists is a weaker one
 used, before a word that opens a phrase ("of", "to", "how"); never after a word
-that needs what follows (an article, a preposition, a number). A fast engine
-(espeak-ng, 100x real time) is never cut: its chunks always fit.
+that needs what follows (an article, a preposition, a number). A cut must save
+at least a tenth of a second; a fast engine (espeak-ng, 100x real time) is never
+cut: its chunks always fit, or nearly.
 
 The engine's speed is learned as it works: seconds of synthesis per character (the
 median of the last few, which overstates short texts: a safe side). Until the first
@@ -31,6 +32,7 @@ from .chunker import pauses, weak_pauses
 
 MARGIN_S = 0.2  # the part's first block must reach the device before it runs dry
 SAFETY = 1.25  # on the estimated synthesis time: the engine's speed varies
+WORTH_S = 0.1  # a cut must save at least this much waiting (it costs a little prosody)
 PRIOR_S_PER_CHAR = 0.06  # audio per character of English at 180 words a minute,
 PRIOR_CHARS = 60  # believed as much as this many characters heard
 PART_CHARS = 24  # the shortest part usually cut: four words
@@ -75,8 +77,8 @@ class Pacer:
         if ahead_s is None or not self.speeds:
             return text, ""
         budget = ahead_s - MARGIN_S
-        if self.estimate(len(text)) <= budget:
-            return text, ""
+        if self.estimate(len(text)) <= budget + WORTH_S:
+            return text, ""  # it fits, or so nearly that a cut would not be heard
         cuts = pauses(text, self.min_words) or weak_pauses(text, self.min_words)
         if not cuts:
             return text, ""
