@@ -223,10 +223,10 @@ async def test_blocks_keep_the_marks_where_their_audio_is() -> None:
 
     await speak(DemoSource(DemoConfig(first_token_s=0, tokens_per_s=1e6), text), Engine(), Sink(),
                 timeline=timeline)  # fmt: skip
-    assert timeline.mark_frames == starts
-    assert [(w.offset, w.length) for _, w in timeline.marks] == [
-        (w.offset, w.length) for w in audio.words
-    ]
+    assert timeline.word_frames() == starts
+    assert [timeline.position(f + 1).word for f in starts] == [
+        w._replace(sample=w.sample % (RATE // 20)) for w in audio.words
+    ]  # the word, as its block carried it
 
 
 async def test_a_device_sink_counts_what_it_played_a_file_what_it_took() -> None:

@@ -30,7 +30,9 @@ worst. What is held is read from the answer's public statistics only.
 The policies: today's (``Fixed(n)`` items on every channel, ``Unbounded``), the
 decoupled baselines one would write first (text unbounded, or bounded at 4,096
 characters, with audio bounded at 1, 2 or 4 seconds), and ``Adaptive`` (the
-shipped ``[buffers]``).
+shipped ``[buffers]``). All of them are paced as the pipeline ships
+(:mod:`voicestream.pacing`: a slow engine's chunk said in parts, a head start for
+the first audio); ``Adaptive, whole chunks`` is the shipped buffers without it.
 
 Writes a markdown table to stdout, and buffers.json, buffers.md, occupancy.png and
 memory_vs_wait.png to --out (default: benchmarks/results).
@@ -48,7 +50,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,14 @@ def policies() -> dict[str, Buffers]:
             Fixed(4096, units=True), Fixed(seconds, units=True)
         )
     out["Adaptive"] = Buffers.from_config(SHIPPED)
+    out[WHOLE] = Buffers.from_config(SHIPPED)
     return out
+
+
+# The shipped buffers, but every chunk synthesized whole and no head start for the
+# first audio (chunker.pace = false): what pacing a slow engine is measured against.
+# Every other policy runs paced, as the pipeline ships.
+WHOLE = "Adaptive, whole chunks (not paced)"
 
 
 @dataclass(frozen=True)
@@ -242,11 +251,13 @@ class Session(ClockedSink):
         text = int(channels["chunks"].size)
         return text, int(self.audio_held_s() * AUDIO_BYTES_PER_S)
 
-    async def run(self, buffers: Buffers) -> None:
+    async def run(self, buffers: Buffers, pace: bool = True) -> None:
         wire_bytes = lambda delta: len(sse_delta(delta))  # noqa: E731
         network_out, network_in = open_channel(Fixed(self.network_bytes), wire_bytes)
         scenario = self.scenario
-        self.answer = Answer(self.source(network_in), self, self, Config(), buffers=buffers)
+        config = Config()
+        config = replace(config, chunker=replace(config.chunker, pace=pace))
+        self.answer = Answer(self.source(network_in), self, self, config, buffers=buffers)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
                 self.model_then_stop if scenario.until_written else self.model, network_out
@@ -313,7 +324,7 @@ async def run_scenario(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sample)
-        await sessions[0].run(buffers)
+        await sessions[0].run(buffers, pace=name != WHOLE)
         nursery.cancel_scope.cancel()
     waits = [w for s in sessions for w in s.producer_waits]
     metrics = [s.answer.metrics for s in sessions if s.answer is not None]

@@ -95,6 +95,7 @@ class VoiceConfig:
     voice: str = ""  # engine default
     piper_dir: str = ""  # more Piper voices, listed by `voices --engine piper`
     rate: int = number(180, 80, 500)  # words per minute
+    piper_threads: int = number(2, 1, 64)  # onnxruntime's threads for Piper
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,18 @@ channel is Adaptive (the source waits at most its stall budget to hand a chunk
 on; memory stays under a hard cap) and the audio channel is a Jitter buffer
 holding a few seconds of speech ahead of playback. A send that has room never
 switches tasks; audio blocks are sized for the sink (a chunk whole for a file).
+A slow engine is paced (voicestream.pacing): a chunk it could not make before the
+audio ahead runs out is said in two parts, and its first audio gets a head start.
+Every block the sink takes goes into the answer's Timeline, with its word marks.
 
 Captions are printed as pieces arrive, after escape sequences and control
 characters are taken out (voicestream.text): the terminal and the synthesizer
 see the same clean text. When the source fails mid-answer, what
 it already produced is still chunked, spoken and stored, and the failure is
 raised after that (so nothing is lost). When any other stage fails or the run
-is cancelled, every stage is cancelled; audio synthesized but not yet handed
-to the sink is offered to it as leftover (a WAV keeps it), and the sink is
-always closed.
+is cancelled, every stage is cancelled and the sink silenced at once; audio
+synthesized but not yet handed to the sink is offered to it as leftover (a WAV
+keeps it), and the sink is always closed.
 """
 
 from __future__ import annotations
@@ -137,6 +140,10 @@ class Metrics:
     underruns: int = 0
     underrun_s: float = 0.0
     heard_words: int = 0  # words whose audio had started when the answer ended
+    longest_token_gap_s: float = 0.0  # between two pieces of the model's text, once it began
+    synthesis_s: float = 0.0  # the engine's work, all chunks: / audio_s = its real-time factor
+    first_chunk_ready_s: float | None = None  # the first chunk's audio exists
+    head_start_s: float = 0.0  # the first audio waited for a slow engine (voicestream.pacing)
     channels: dict[str, ChannelFigures] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # what the source reports (usage)
     # Live, for observers (the benchmark); not part of the report.
@@ -176,7 +183,7 @@ def blocks(audio: Audio, seconds: float) -> list[Audio]:
             samples[i : i + step].copy(),
             audio.rate,
             audio.text if i == 0 else "",
-            tuple(replace(w, sample=w.sample - i) for w in audio.words if i <= w.sample < i + step),
+            tuple(w._replace(sample=w.sample - i) for w in audio.words if i <= w.sample < i + step),
         )
         for i in range(0, len(samples), step)
     ]
@@ -225,12 +232,18 @@ async def speak(
 
     async def read_and_chunk(out: SendEnd[str]) -> None:
         controls = ControlFilter()  # nothing the model writes can drive the terminal
+        clock = trio.lowlevel.current_clock()  # read once a piece: the shortest way
+        last_read = 0.0
         async with out:
             try:
                 async with aclosing(source.stream()) as pieces:
                     async for raw in pieces:
+                        now = clock.current_time() - started
                         if metrics.ttft_s is None:
-                            metrics.ttft_s = trio.current_time() - started
+                            metrics.ttft_s = now
+                        elif now - last_read > metrics.longest_token_gap_s:
+                            metrics.longest_token_gap_s = now - last_read
+                        last_read = now
                         metrics.tokens += 1
                         piece = controls.feed(raw)
                         if not piece:
@@ -250,7 +263,6 @@ async def speak(
 
     pacer = Pacer(chunker.config.first_fragment_words) if chunker.config.pace else None
     synthesized = [0.0]  # seconds of audio made so far
-    hold = [0.0]  # seconds the first audio waits, when a slow engine needs a head start
 
     def ahead_s() -> float | None:
         """Audio made and not yet played (None: nothing plays in real time)."""
@@ -273,10 +285,13 @@ async def speak(
             audio = await synthesizer.synthesize(text)
             took = trio.current_time() - began
             out.note_production(took, audio.seconds)
+        metrics.synthesis_s += took
+        if metrics.first_chunk_ready_s is None:
+            metrics.first_chunk_ready_s = trio.current_time() - started
         if pacer is not None:
             pacer.learn(text, took, audio.seconds)
             if not synthesized[0] and ahead_s() is not None:
-                hold[0] = pacer.hold(audio.seconds)
+                metrics.head_start_s = pacer.hold(audio.seconds)
         if not audio.words and len(audio.samples) and speakable(text):
             audio = replace(audio, words=tuple(estimate(text, len(audio.samples))))
         if on_chunk is not None:
@@ -305,7 +320,7 @@ async def speak(
     async def play_all(audio_in: ReceiveEnd[Audio]) -> None:
         async for audio in audio_in:
             if metrics.ttfa_s is None:
-                await trio.sleep(hold[0])
+                await trio.sleep(metrics.head_start_s)  # 0 but for a slow engine
                 metrics.ttfa_s = trio.current_time() - started
             taken.append(audio)
             timeline.add(audio)  # before the write: a device plays it while it is written

@@ -38,13 +38,16 @@ class Position:
 
 class Timeline:
     """Where each chunk and each word of an answer starts, in the frames the sink
-    took (:meth:`add` each block, in order)."""
+    took (:meth:`add` each block, in order). Marks are kept as their blocks brought
+    them, a tuple a block, and looked up by bisection."""
 
     def __init__(self) -> None:
         self.starts: list[int] = []  # the frame where each chunk starts
         self.texts: list[str] = []
-        self.mark_frames: list[int] = []  # where each word starts, in order
-        self.marks: list[tuple[int, Word]] = []  # (its chunk, the word as its block had it)
+        self._block_starts: list[int] = []  # of the blocks that carry marks
+        self._block_marks: list[tuple[int, tuple[Word, ...]]] = []  # (chunk, its marks)
+        self._before: list[int] = []  # marks in the blocks before each
+        self._marks = 0
         self.frames = 0
         self.rate = 0
 
@@ -53,16 +56,35 @@ class Timeline:
         if audio.text:
             self.starts.append(self.frames)
             self.texts.append(audio.text)
-        chunk = len(self.texts) - 1
-        for word in audio.words:
-            self.mark_frames.append(self.frames + word.sample)
-            self.marks.append((chunk, word))
+        if audio.words:
+            self._block_starts.append(self.frames)
+            self._block_marks.append((len(self.texts) - 1, audio.words))
+            self._before.append(self._marks)
+            self._marks += len(audio.words)
         self.frames += len(audio.samples)
         self.rate = audio.rate
 
+    def word_frames(self) -> list[int]:
+        """Where every word starts, in order."""
+        return [
+            start + w.sample
+            for start, (_, marks) in zip(self._block_starts, self._block_marks, strict=True)
+            for w in marks
+        ]
+
     def started(self, frames: int) -> int:
         """How many words have started once ``frames`` are played."""
-        return bisect.bisect_left(self.mark_frames, frames)
+        i = bisect.bisect_left(self._block_starts, frames) - 1
+        if i < 0:
+            return 0
+        into = frames - self._block_starts[i]
+        return self._before[i] + bisect.bisect_left(self._block_marks[i][1], into, key=_sample)
+
+    def _word(self, n: int) -> tuple[int, Word]:
+        """The ``n``-th word (from 0) and its chunk."""
+        i = bisect.bisect_right(self._before, n) - 1
+        chunk, marks = self._block_marks[i]
+        return chunk, marks[n - self._before[i]]
 
     def position(self, frames: int) -> Position:
         """The chunk, and the word in it, being spoken once ``frames`` are played."""
@@ -73,7 +95,10 @@ class Timeline:
         if frames >= end:
             return Position(len(self.texts), "", 1.0)
         n = self.started(frames)
-        word = self.marks[n - 1][1] if n and self.marks[n - 1][0] == i else None
+        word = None
+        if n:
+            chunk, last = self._word(n - 1)
+            word = last if chunk == i else None
         fraction = (frames - self.starts[i]) / (end - self.starts[i])
         return Position(i, self.texts[i], fraction, word)
 
@@ -83,6 +108,10 @@ class Timeline:
         at = self.position(frames)
         partial = at.text[: at.word.end] if at.word is not None else ""
         return " ".join([*self.texts[: at.index], partial]).strip()
+
+
+def _sample(word: Word) -> int:
+    return word.sample
 
 
 def heard_frames(sink: Sink, timeline: Timeline) -> int:

@@ -71,7 +71,7 @@ async def open_synthesizer(config: VoiceConfig) -> Synthesizer:
     if config.engine == "piper":
         from .piper import PiperSynthesizer
 
-        return await PiperSynthesizer.open(config.voice, config.rate)
+        return await PiperSynthesizer.open(config.voice, config.rate, config.piper_threads)
     if config.engine == "silent":
         from .silent import SilentSynthesizer
 

