@@ -174,4 +174,3 @@ def _complete(text: str, found: list[Span], known: list[int | None], frames: int
         marks.append(Word(offset, length, sample, True))
         last = sample
     return marks
-
