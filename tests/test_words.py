@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voicestream.audio import Audio
+from voicestream.synthesizers import Synthesizer
 from voicestream.synthesizers import piper as piper_engine
 from voicestream.synthesizers.espeak import EspeakSynthesizer
 from voicestream.synthesizers.piper import PiperSynthesizer
@@ -49,12 +50,15 @@ def piper(piper_voice: Any) -> PiperSynthesizer:
     return PiperSynthesizer(piper_voice, 180)
 
 
-@pytest.mark.parametrize("engine", ["espeak", "piper"])
+@pytest.fixture(params=["espeak", "piper"])
+async def engine(request: pytest.FixtureRequest, piper: PiperSynthesizer) -> Synthesizer:
+    return piper if request.param == "piper" else await EspeakSynthesizer.open("", 180)
+
+
 async def test_each_word_after_a_pause_is_marked_where_its_sound_starts(
-    engine: str, piper: PiperSynthesizer
+    engine: Synthesizer,
 ) -> None:
-    synthesizer = piper if engine == "piper" else await EspeakSynthesizer.open("", 180)
-    audio = await synthesizer.synthesize(PAUSED)
+    audio = await engine.synthesize(PAUSED)
     check_marks(audio)
     assert not any(w.estimated for w in audio.words)  # the engine's own timing
     for mark in audio.words[1:]:  # every word here follows a full stop or a comma
@@ -65,12 +69,10 @@ async def test_each_word_after_a_pause_is_marked_where_its_sound_starts(
     assert not all(lands_on_sound(audio, mark) for mark in guessed[1:])
 
 
-@pytest.mark.parametrize("engine", ["espeak", "piper"])
 async def test_numbers_abbreviations_and_merged_words_all_get_marks_in_order(
-    engine: str, piper: PiperSynthesizer
+    engine: Synthesizer,
 ) -> None:
-    synthesizer = piper if engine == "piper" else await EspeakSynthesizer.open("", 180)
-    audio = await synthesizer.synthesize(HARD)
+    audio = await engine.synthesize(HARD)
     check_marks(audio)
     # espeak-ng reports no word event for some of ours ("e-mail" after "U.S."): those
     # are interpolated and say so; most come from the engine.
