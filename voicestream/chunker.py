@@ -316,14 +316,9 @@ class Boundaries:
         after = _nonspace_at(buf, clause.end())
         if after == len(buf) and not final:
             return Verdict.WAIT
-        digits = _DIGITS.match(buf, after)
-        if digits:  # "1. download, 2. install" is an inline list: not a pause
-            end = digits.end()
-            if end + 2 > len(buf) and not final:
-                return Verdict.WAIT  # not enough text yet to tell "2. install" from "2024"
-            marker = end - after <= 3 and buf[end : end + 1] in (".", ")")
-            if marker and (end + 1 == len(buf) or buf[end + 1].isspace()):
-                return Verdict.NO
+        marker = _list_marker(buf, after, final)
+        if marker is not Verdict.NO:  # "1. download, 2. install" is an inline list: not a pause
+            return Verdict.WAIT if marker is Verdict.WAIT else Verdict.NO
         words = len(_WORD.findall(buf, 0, clause.start()))
         return Verdict.of(words >= self.config.first_fragment_words)
 
@@ -338,9 +333,8 @@ class Boundaries:
             before, after = words[k - 1], words[k]
             if after.end() == len(buf) and not final:
                 return Verdict.WAIT, 0  # the next word is not complete yet
-            last = _bare(before.group())
             following = buf[after.start() : after.end() + 1]  # with what comes right after it
-            if last in NO_CUT_AFTER or not last.isalpha() or not _opens(following, CUT_BEFORE):
+            if not _pause_between(before.group(), following, CUT_BEFORE):
                 continue
             tail = self.tail(buf, before.end(), final)
             return tail, before.end() if tail is Verdict.YES else 0
@@ -425,8 +419,7 @@ def pauses(text: str, min_words: int) -> list[int]:
     and :data:`TAIL_WORDS` after. Positions in ``text``, in order."""
     points = _before(text, CUT_BEFORE)
     for clause in _CLAUSE_MARK.finditer(text):
-        digits = _DIGITS.match(text, _nonspace_at(text, clause.end()))
-        if not (digits and text[digits.end() : digits.end() + 1] in (".", ")")):
+        if _list_marker(text, _nonspace_at(text, clause.end()), True) is Verdict.NO:
             points.add(clause.end())  # but "1. download, 2. install" is no pause
     return _with_room(text, points, min_words)
 
@@ -445,10 +438,29 @@ def _before(text: str, openers: frozenset[str]) -> set[int]:
     return {
         before.end()
         for before, after in itertools.pairwise(words)
-        if (bare := _bare(before.group())).isalpha()
-        and bare not in NO_CUT_AFTER
-        and _opens(after.group(), openers)
+        if _pause_between(before.group(), after.group(), openers)
     }
+
+
+def _list_marker(buf: str, at: int, final: bool) -> Verdict:
+    """Whether an inline list's marker ("2.", "3)") starts at ``at``; ``WAIT``: not
+    enough text yet to tell "2. install" from "2024"."""
+    digits = _DIGITS.match(buf, at)
+    if not digits:
+        return Verdict.NO
+    end = digits.end()
+    if end + 2 > len(buf) and not final:
+        return Verdict.WAIT
+    marker = end - at <= 3 and buf[end : end + 1] in (".", ")")
+    return Verdict.of(marker and (end + 1 == len(buf) or buf[end + 1].isspace()))
+
+
+def _pause_between(before: str, after: str, openers: frozenset[str]) -> bool:
+    """Whether a speaker may pause between two words: ``before`` needs nothing after
+    it (not one of :data:`NO_CUT_AFTER`, not a number) and ``after`` opens a clause
+    or a phrase (one of ``openers``)."""
+    bare = _bare(before)
+    return bare.isalpha() and bare not in NO_CUT_AFTER and _opens(after, openers)
 
 
 def _opens(word: str, openers: frozenset[str]) -> bool:

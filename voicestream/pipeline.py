@@ -50,7 +50,7 @@ from .chunker import SentenceChunker
 from .config import BuffersConfig
 from .errors import SourceError
 from .pacing import Pacer
-from .playback import Timeline
+from .playback import Timeline, heard_frames
 from .sinks import Sink
 from .sources import Source
 from .synthesizers import Synthesizer, speakable
@@ -306,7 +306,6 @@ async def speak(
             metrics.inflight_audio_s -= unsent.pop(0).seconds
 
     taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
-    accepted = [0]  # frames the sink took
     drained = trio.Event()  # all of it played (or stored): all of it was heard
 
     async def play(audio_in: ReceiveEnd[Audio]) -> None:
@@ -329,7 +328,6 @@ async def speak(
             if on_block is not None:
                 on_block(audio, metrics.audio_s)
             metrics.audio_s += audio.seconds
-            accepted[0] += len(audio.samples)
         await sink.drain()
         drained.set()
 
@@ -344,18 +342,15 @@ async def speak(
     finally:
         # Cancelled or failed: keep the audio that exists but was not handed over
         # (a WAV stores it, a speaker drops it), in the order it was made.
-        for audio in taken:
+        for audio in taken:  # in the timeline already: handed over as it was written
             if sink.leftover(audio):
                 metrics.audio_s += audio.seconds
-                accepted[0] += len(audio.samples)
         for audio in [*_drain(audio_in), *unsent]:
             if sink.leftover(audio):
                 timeline.add(audio)
                 metrics.audio_s += audio.seconds
-                accepted[0] += len(audio.samples)
-        played_s = None if drained.is_set() else sink.played_s
-        heard = accepted[0] if played_s is None else round(played_s * synthesizer.sample_rate)
-        metrics.heard_words = timeline.started(min(heard, timeline.frames))
+        heard = timeline.frames if drained.is_set() else heard_frames(sink, timeline)
+        metrics.heard_words = timeline.started(heard)
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
         audio_in.close()
         sink.close()

@@ -158,8 +158,12 @@ class Captions:
             ansi = out.isatty() and os.environ.get("TERM", "dumb") not in ("", "dumb")
         self.ansi = ansi
         self.column = 0  # where the text's cursor is, so the status line can be left
-        self.status = ""  # shown below the text
-        self.parts = ("", "", "")  # the status: before the word being heard, it, after it
+        self.parts = ("", "", "")  # the status line: before the word being heard, it, after it
+
+    @property
+    def status(self) -> str:
+        """The sentence shown below the text ("" for none)."""
+        return "".join(self.parts)
 
     def _columns(self) -> int:
         return max(20, shutil.get_terminal_size().columns)
@@ -219,7 +223,6 @@ class Captions:
             return
         hide = self._hide()
         self.parts = parts
-        self.status = "".join(parts)
         self.out.write(hide + self._show())
         self.out.flush()
 

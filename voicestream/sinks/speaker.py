@@ -182,7 +182,6 @@ class SpeakerSink:
             self._stream.abort()
 
     def close(self) -> None:
-        self.ring.ending = True
+        self.silence()
         if not self._stream.closed:
-            self._stream.abort()
             self._stream.close()
