@@ -4,9 +4,11 @@ loopback Anthropic stand-in upstream (the real SDK talks to it) and real espeak-
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import json
 import signal
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +26,7 @@ from voicestream.testing import FakeAnthropic, Script, wait_for
 from voicestream.words import spans
 
 KEY = "sk-ant-test-0123456789abcdefSECRET"
+JSON = {"Content-Type": "application/json"}
 TEXT = (
     "The first sentence is short. The second one takes a little longer to say aloud. "
     "And a third, to end."
@@ -31,7 +34,8 @@ TEXT = (
 
 
 def config(**server: Any) -> Config:
-    base = dict(lead_s=600.0, window_s=3600.0)  # no pacing: tests run faster than speech
+    # No pacing (tests run faster than speech), and room for many such answers at once.
+    base = dict(lead_s=600.0, window_s=3600.0, budget_mb=1_000_000.0)
     return dataclasses.replace(
         Config(),
         server=dataclasses.replace(ServerConfig(), port=0, **(base | server)),
@@ -119,11 +123,16 @@ async def test_an_answer_streams_its_text_chunks_and_audio(
         assert starts == sorted(starts)
         assert c["audio_start_s"] <= starts[0] and starts[-1] < c["audio_start_s"] + c["audio_s"]
         assert sum(w["estimated"] for w in words) <= 1
-    # The audio: a streaming WAV header, then exactly the chunks' audio, spoken.
+    # The audio of a complete answer: a WAV with its real length, then exactly the
+    # chunks' audio, spoken.
     assert audio.headers["content-type"] == "audio/wav"
     body = audio.content
     assert body[:4] == b"RIFF" and body[8:16] == b"WAVEfmt " and body[36:40] == b"data"
-    assert body[40:44] == b"\xff\xff\xff\xff"  # length unknown while streaming
+    assert int(audio.headers["content-length"]) == len(body)
+    assert int.from_bytes(body[4:8], "little") == len(body) - 8
+    assert int.from_bytes(body[40:44], "little") == len(body) - 44
+    with wave.open(io.BytesIO(body)) as read:  # what a player reads: the real length
+        assert read.getnframes() == (len(body) - 44) // 2
     rate = int.from_bytes(body[24:28], "little")
     samples = np.frombuffer(body[44:], dtype="<i2")
     total = sum(c["audio_s"] for c in chunks)
@@ -202,7 +211,9 @@ async def test_requests_that_cannot_be_served_get_one_line_and_the_right_status(
             )
             assert wrong.status_code == 401
             assert (await stranger.get("/healthz")).status_code == 200  # open, for probes
-        big = await client.post("/v1/answers", content=b'{"prompt": "' + b"a" * 70_000 + b'"}')
+        big = await client.post(
+            "/v1/answers", content=b'{"prompt": "' + b"a" * 70_000 + b'"}', headers=JSON
+        )
         assert big.status_code == 413
         for body, complaint in (
             (b"not json", "not JSON"),
@@ -213,7 +224,7 @@ async def test_requests_that_cannot_be_served_get_one_line_and_the_right_status(
             (b'{"prompt": "hi", "colour": "red"}', "colour"),
             (b'{"prompt": "hi", "voice": "no-such-voice"}', "voice"),
         ):
-            bad = await client.post("/v1/answers", content=body)
+            bad = await client.post("/v1/answers", content=body, headers=JSON)
             assert bad.status_code == 422, body
             message = bad.json()["error"]
             assert complaint in message and "\n" not in message
@@ -234,8 +245,13 @@ async def test_audio_resumes_from_any_second_and_quiet_streams_get_heartbeats(
         await events(client, created["events"])
         whole = (await client.get(created["audio"])).content
         rate = int.from_bytes(whole[24:28], "little")
-        tail = (await client.get(created["audio"] + "?from_s=1.5")).content
-        assert tail[:44] == whole[:44] and tail[44:] == whole[44 + int(1.5 * rate) * 2 :]
+        # Any second, not only round ones: the audio resumes on a whole sample (an odd
+        # byte would turn every sample after it into noise).
+        for from_s in (0.0, 1.5, 0.7371, 1 / rate, 2.5 / rate, 1.00002):
+            tail = (await client.get(created["audio"] + f"?from_s={from_s!r}")).content
+            start = 44 + int(from_s * rate) * 2
+            assert tail[8:40] == whole[8:40] and tail[44:] == whole[start:], from_s
+            assert int.from_bytes(tail[40:44], "little") == len(whole) - start
         assert (await client.get(created["audio"] + "?from_s=-1")).status_code == 422
         fake_api.script = Script(text=TEXT, piece=3, delay_s=0.3)  # a slow model
         slow = await ask(client)
@@ -302,8 +318,10 @@ async def test_audio_a_client_fell_too_far_behind_for_is_a_clear_error(
         assert live.audio.held <= int(2.0 * live.audio.rate) * 2  # never more than the window
         current = live.audio.end / 2 / live.audio.rate
         async with client.stream("GET", f"{created['audio']}?from_s={current:.2f}") as fresh:
-            assert fresh.status_code == 200
-            assert len(await fresh.aread()) > 44
+            assert fresh.status_code == 200 and "content-length" not in fresh.headers
+            streamed = await fresh.aread()
+            assert len(streamed) > 44
+            assert streamed[40:44] == b"\xff\xff\xff\xff"  # length unknown while it plays
         await client.delete(f"/v1/answers/{created['id']}")
 
 

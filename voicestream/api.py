@@ -19,7 +19,7 @@ from .config import Config
 from .pipeline import TextOut
 from .runner import Answer
 from .sinks import open_output
-from .sources import BaseSource, TextSource
+from .sources import BaseSource, TextSource, check_text
 from .synthesizers import open_synthesizer
 
 
@@ -65,6 +65,8 @@ async def speak(
     """
     config = config or load_config()
     play = out is None if play is None else play
+    if isinstance(source, str):
+        check_text(source, "the text")
     answer_source = source if isinstance(source, BaseSource) else TextSource(source)
     synthesizer = await open_synthesizer(config.voice)
     sink = open_output(

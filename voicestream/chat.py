@@ -162,7 +162,11 @@ class Chat:
 
     async def _answer(self, question: str) -> None:
         assert self.synthesizer is not None
-        source = self._open_source(question)
+        try:
+            source = self._open_source(question)
+        except UsageError as e:  # a question that cannot be sent: said, and the prompt back
+            self.say(f"voicestream: {e}")
+            return
         self.asked += 1
         path = None
         if self.out_dir is not None:

@@ -77,6 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--token-file", type=Path, metavar="FILE", help="the bearer token (or VOICESTREAM_TOKEN)"
     )
+    serve.add_argument(
+        "--allow-origin", action="append", metavar="ORIGIN",
+        help="a web page's origin that may use the server (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allow-host", action="append", metavar="NAME",
+        help="a host name to answer for besides loopback (repeatable; '*': any)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-level", choices=configuration.LOG_LEVELS, help="what the log shows (warning)"
+    )
+    serve.add_argument(
+        "--access-log", nargs="?", const="-", metavar="FILE", help="log each request (stderr)"
+    )
 
     bench = commands.add_parser(
         "bench", help="compare buffer policies in virtual time (--real: sessions at scale)"
@@ -118,6 +132,10 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("server", "host", getattr(args, "host", None)),
         ("server", "port", getattr(args, "port", None)),
         ("server", "max_answers", getattr(args, "max_answers", None)),
+        ("server", "allowed_origins", getattr(args, "allow_origin", None)),
+        ("server", "allowed_hosts", getattr(args, "allow_host", None)),
+        ("server", "log_level", getattr(args, "log_level", None)),
+        ("server", "access_log", getattr(args, "access_log", None)),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value

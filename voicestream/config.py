@@ -36,6 +36,7 @@ ENGINE_NAMES = ("espeak", "piper", "silent")
 POLICY_NAMES = ("adaptive", "fixed", "unbounded")
 SOURCE_NAMES = ("auto", "demo", "anthropic", "openai", "stdin")
 RESUME_STRATEGIES = ("instruct", "prefill")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,14 @@ class ServerConfig:
     heartbeat_s: float = number(15.0, 0.1, 3600)
     send_timeout_s: float = number(30.0, 0.1, 3600)
     max_prompt_chars: int = number(16000, 1, 1_000_000)
+    # Who may use the server from a browser, besides its own page (voicestream.guard).
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    max_voices: int = number(3, 1, 1000)  # engines loaded at once (least recently used goes)
+    max_finished: int = number(1000, 0, 1_000_000)  # finished answers kept for resuming
+    body_timeout_s: float = number(10.0, 0.1, 3600)  # a request body must arrive in this time
+    log_level: str = one_of("warning", LOG_LEVELS)
+    access_log: str = ""  # "" none, "-" stderr, else a file
 
 
 @dataclass(frozen=True)

@@ -13,27 +13,37 @@ The API (see the README for examples)::
     POST   /v1/answers                 {"prompt", "history"?, "voice"?, "rate"?} -> 201
     GET    /v1/answers/{id}/events     text/event-stream; Last-Event-ID resumes
     GET    /v1/answers/{id}/audio      audio/wav, streamed; ?from_s= resumes
-    DELETE /v1/answers/{id}            stop now (barge-in)
+    DELETE /v1/answers/{id}            stop now (barge-in); 409 once finished
+    GET    /v1/voices                  the engine, its voices, the default
     GET    /healthz, /metrics, /       liveness, Prometheus, the web page
 
 Events: ``text`` {text}, ``chunk`` {index, text, audio_start_s, audio_s, words:
 [{offset, length, audio_start_s, estimated}]} (where each word starts),
 ``notice`` {message}, then one ``done`` {stop_reason, metrics} or ``error``
-{message}; every event has an increasing ``id``. A finished answer stays for
-``retention_s`` so that a client can still resume; one that no client has been
-attached to for ``grace_s`` is stopped.
+{message}; every event has an increasing ``id``, and nothing follows the last.
+A finished answer stays for ``retention_s`` (the newest ``max_finished`` of them)
+so that a client can still resume; one that no client has been attached to for
+``grace_s`` is stopped.
+
+Everything from the network is hostile: :mod:`voicestream.guard` checks Host,
+Origin, content type and token at the door; bodies are bounded in size and time;
+fields are checked before anything is opened; an answer's failure, whatever it
+is, ends that answer with an ``error`` event and is logged, and nothing else.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hmac
+import contextlib
+import errno
 import ipaddress
 import json
+import logging
 import math
 import os
 import secrets
 import signal
+import sys
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,17 +51,25 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from . import stopping
 from .audio import Audio
 from .config import Config, ServerConfig
-from .errors import UsageError, redact
+from .errors import UsageError, redact, root_cause
+from .guard import Guard
 from .runner import Answer, Chunk, Event, Finished, Notice, Text
 from .sinks import ClockedSink
-from .sources import check_source, open_source
-from .synthesizers import Synthesizer, open_synthesizer
+from .sources import check_source, check_text, open_source
+from .voices import Busy, Voices
+
+log = logging.getLogger("voicestream.server")
 
 MAX_BODY = 64 * 1024
+MAX_EVENT_ID_DIGITS = 18
 WRITE_BYTES = 32 * 1024  # the most audio handed to a client at once
 STREAMING_SIZE = 0xFFFFFFFF  # a WAV header's sizes while the length is unknown
 SHUTDOWN = "the server is shutting down; ask again in a moment"
@@ -59,6 +77,11 @@ SHUTDOWN = "the server is shutting down; ask again in a moment"
 
 class Gone(Exception):
     """Audio a client asked for is older than the window kept."""
+
+
+class Cut(Exception):
+    """End this client's response now, without its end: the client sees the
+    transfer broken (an error of its own), not a clean end."""
 
 
 class AudioStream(ClockedSink):
@@ -114,12 +137,15 @@ class AudioStream(ClockedSink):
         return bytes(self.data[offset - self.first :])
 
 
-def wav_header(rate: int) -> bytes:
-    """A WAV header for a stream of unknown length: both sizes at their maximum
-    (what players and decoders read as "until the end of the stream")."""
+def wav_header(rate: int, data_bytes: int | None = None) -> bytes:
+    """A WAV header for ``data_bytes`` of audio; for a stream of unknown length
+    (None), both sizes at their maximum (what players and decoders read as "until
+    the end of the stream")."""
+    riff = STREAMING_SIZE if data_bytes is None else 36 + data_bytes
+    data = STREAMING_SIZE if data_bytes is None else data_bytes
     return (
         b"RIFF"
-        + STREAMING_SIZE.to_bytes(4, "little")
+        + riff.to_bytes(4, "little")
         + b"WAVEfmt "
         + (16).to_bytes(4, "little")
         + (1).to_bytes(2, "little")  # PCM
@@ -129,7 +155,7 @@ def wav_header(rate: int) -> bytes:
         + (2).to_bytes(2, "little")
         + (16).to_bytes(2, "little")
         + b"data"
-        + STREAMING_SIZE.to_bytes(4, "little")
+        + data.to_bytes(4, "little")
     )
 
 
@@ -140,21 +166,23 @@ class Live:
     id: str
     audio: AudioStream
     environ: Mapping[str, str]  # its secrets are redacted from every event
+    voice: str  # the key its synthesizer was acquired with (Voices.release)
     answer: Answer = field(init=False)
     events: list[tuple[int, str, str]] = field(default_factory=list)
     attached: int = 0
     alone_since: float = 0.0
     finished_at: float | None = None
+    forgotten: trio.Event = field(default_factory=trio.Event)  # pushed out by newer ones
     _changed: trio.Event = field(default_factory=trio.Event)
 
     def emit(self, name: str, data: Mapping[str, Any]) -> None:
+        if self.finished:
+            return  # nothing follows the last event
         self.events.append((len(self.events) + 1, name, json.dumps(data)))
         self._changed.set()
         self._changed = trio.Event()
 
     def on_event(self, event: Event) -> None:
-        if self.finished:
-            return  # ended already (the server is shutting down)
         if isinstance(event, Text):
             self.emit("text", {"text": event.text})
         elif isinstance(event, Chunk):
@@ -246,35 +274,35 @@ class Metrics:
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **headers: str) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 def parse_request(body: bytes, server: ServerConfig) -> dict[str, Any]:
     """The POST body's fields, checked; :class:`BadRequest` (422) says what is wrong."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest(422, "the body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise BadRequest(422, "the body is not JSON (or is nested too deeply)") from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'the body must be a JSON object with a "prompt"')
     unknown = set(data) - {"prompt", "history", "voice", "rate"}
     if unknown:
-        raise BadRequest(422, f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise BadRequest(422, f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise BadRequest(422, '"prompt" must be a non-empty string')
     if len(prompt) > server.max_prompt_chars:
         raise BadRequest(422, f'"prompt" is longer than {server.max_prompt_chars} characters')
     history = data.get("history", [])
-    roles = ["user", "assistant"] * len(history)
-    if not isinstance(history, list) or any(
-        not isinstance(turn, dict)
-        or turn.get("role") != role
-        or not isinstance(turn.get("content"), str)
-        or set(turn) != {"role", "content"}
-        for turn, role in zip(history, roles, strict=False)
+    if not isinstance(history, list) or not all(
+        isinstance(turn, dict)
+        and set(turn) == {"role", "content"}
+        and turn["role"] == ("user", "assistant")[i % 2]
+        and isinstance(turn["content"], str)
+        for i, turn in enumerate(history)
     ):
         raise BadRequest(
             422,
@@ -283,14 +311,33 @@ def parse_request(body: bytes, server: ServerConfig) -> dict[str, Any]:
     if len(history) % 2:
         raise BadRequest(422, '"history" must end with an assistant turn')
     voice = data.get("voice")
-    if voice is not None and not isinstance(voice, str):
-        raise BadRequest(422, '"voice" must be a string')
+    if voice is not None and not (isinstance(voice, str) and 0 < len(voice) <= 200):
+        raise BadRequest(422, '"voice" must be a voice\'s name (GET /v1/voices lists them)')
     rate = data.get("rate")
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int | float) or not 80 <= rate <= 500
     ):
         raise BadRequest(422, '"rate" must be words per minute, from 80 to 500')
-    return {"prompt": prompt, "history": history, "voice": voice, "rate": rate}
+    try:
+        check_text(prompt, '"prompt"')
+        for i, turn in enumerate(history):
+            check_text(turn["content"], f'turn {i + 1} of "history"')
+        check_text(voice or "", '"voice"')
+    except UsageError as e:
+        raise BadRequest(422, str(e)) from None
+    return {
+        "prompt": prompt,
+        "history": history,
+        "voice": voice,
+        "rate": None if rate is None else round(rate),
+    }
+
+
+def event_id(raw: str) -> int:
+    """A ``Last-Event-ID``: a whole number in ASCII digits ("²" is a digit to Python)."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_EVENT_ID_DIGITS):
+        raise BadRequest(422, "Last-Event-ID must be an event id (a whole number)")
+    return int(raw)
 
 
 class Server:
@@ -307,13 +354,17 @@ class Server:
         self.source = source
         self.token = token
         self.environ = dict(os.environ if environ is None else environ)
+        if token is not None:  # a token from --token-file is redacted like the others
+            self.environ["VOICESTREAM_TOKEN"] = token
         self.answers: dict[str, Live] = {}
+        self.finished: OrderedDict[str, Live] = OrderedDict()  # oldest first
+        self.starting = 0  # answers admitted, not yet in self.answers
         self.metrics = Metrics()
         self.nursery: trio.Nursery | None = None
         self.closing = False
         self.stopped = trio.Event()  # set: stop listening, end the streams, return
         self.sample_rate = 22050
-        self.voices: dict[tuple[str, int], Synthesizer] = {}
+        self.voices = Voices(config.voice, config.server.max_voices)
         self.exit_code = 0
         self.app = self._app()
 
@@ -334,34 +385,42 @@ class Server:
         server = self.config.server
         if self.closing:
             return SHUTDOWN
-        if len(self.running) >= server.max_answers:
+        running = len(self.running) + self.starting
+        if running >= server.max_answers:
             return f"{server.max_answers} answers are running (--max-answers); ask again soon"
         budget = server.budget_mb * 2**20
-        if self.buffered() + self.per_answer_bytes() * (len(self.running) + 1) > budget:
+        if self.buffered() + self.per_answer_bytes() * (running + 1) > budget:
             return "the server's audio budget (server.budget_mb) is taken; ask again soon"
         return None
 
-    async def synthesizer(self, voice: str | None, rate: float | None) -> Synthesizer:
-        voice_config = dataclasses.replace(
-            self.config.voice,
-            voice=self.config.voice.voice if voice is None else voice,
-            rate=self.config.voice.rate if rate is None else int(rate),
-        )
-        key = (voice_config.voice, voice_config.rate)
-        if key not in self.voices:
-            self.voices[key] = await open_synthesizer(voice_config)
-        return self.voices[key]
+    async def admit(self, request: dict[str, Any]) -> Live:
+        """Start an answer if there is room: the slot is taken before anything awaits,
+        so a burst cannot pass ``max_answers``; :class:`BadRequest` says why not."""
+        refused = self.admits()
+        if refused is not None:
+            self.metrics.refused.inc()
+            raise BadRequest(503, refused, **{"Retry-After": "5"})
+        self.starting += 1
+        try:
+            return await self.start_answer(request)
+        except UsageError as e:
+            raise BadRequest(422, str(e)) from None
+        except Busy as e:
+            self.metrics.refused.inc()
+            raise BadRequest(503, str(e), **{"Retry-After": "5"}) from None
+        finally:
+            self.starting -= 1
 
     async def start_answer(self, request: dict[str, Any]) -> Live:
         assert self.nursery is not None
-        synthesizer = await self.synthesizer(request["voice"], request["rate"])
         source = open_source(
             self.source, self.config, request["prompt"], self.environ, request["history"]
         )
+        voice, synthesizer = await self.voices.acquire(request["voice"], request["rate"])
         server = self.config.server
         audio = AudioStream(synthesizer.sample_rate, server.window_s, server.lead_s)
         answer_id = secrets.token_urlsafe(18)
-        live = Live(answer_id, audio, self.environ)
+        live = Live(answer_id, audio, self.environ, voice)
         live.answer = Answer(source, synthesizer, audio, self.config, on_event=live.on_event)
         live.alone_since = trio.current_time()
         self.answers[answer_id] = live
@@ -376,14 +435,30 @@ class Server:
                 nursery.start_soon(self._watch_attachment, live, nursery.cancel_scope)
                 await live.answer.run()
                 nursery.cancel_scope.cancel()
+        except Exception:  # whatever it is, it ends this answer and nothing else
+            log.exception("answer %s failed", live.id)
+            live.emit("error", {"message": "the answer failed on the server (its log says why)"})
         finally:
+            self.voices.release(live.voice)
             self.metrics.active.dec()
             self.metrics.finished(live)
             live.audio.close()
             live.finished_at = trio.current_time()
+        self._keep(live)
         with trio.move_on_after(self.config.server.retention_s):
-            await self.stopped.wait()  # kept for resuming, while the server runs
+            async with trio.open_nursery() as waiting:  # kept for resuming, while the server
+                for event in (self.stopped, live.forgotten):  # runs and newer ones leave room
+                    waiting.start_soon(_cancel_when, event, waiting.cancel_scope)
         self.answers.pop(live.id, None)
+        self.finished.pop(live.id, None)
+
+    def _keep(self, live: Live) -> None:
+        """Count a finished answer among the kept; the oldest beyond ``max_finished`` go."""
+        self.finished[live.id] = live
+        while len(self.finished) > self.config.server.max_finished:
+            _, oldest = self.finished.popitem(last=False)
+            self.answers.pop(oldest.id, None)
+            oldest.forgotten.set()
 
     async def _watch_attachment(self, live: Live, done: trio.CancelScope) -> None:
         grace = self.config.server.grace_s
@@ -417,33 +492,23 @@ class Server:
     # -- HTTP -------------------------------------------------------------------
 
     def _app(self) -> Any:
-        from starlette.applications import Starlette
-        from starlette.responses import JSONResponse, Response
-        from starlette.routing import Route
+        server = self.config.server
+        retention = f"{server.retention_s:g} s"
 
         def error(status: int, message: str, **headers: str) -> Response:
             return JSONResponse(
                 {"error": redact(message, self.environ)}, status, headers=headers or None
             )
 
-        def authorized(request: Any) -> bool:
-            if self.token is None:
-                return True
-            given = request.headers.get("authorization", "")
-            return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
-
-        def guarded(handler: Any) -> Any:
+        def handled(handler: Any) -> Any:
             async def endpoint(request: Any) -> Response:
-                if not authorized(request):
-                    return error(
-                        401,
-                        "this server needs a token: send 'Authorization: Bearer TOKEN'",
-                        **{"WWW-Authenticate": "Bearer"},
-                    )
                 try:
                     response: Response = await handler(request)
                 except BadRequest as e:
-                    return error(e.status, str(e))
+                    return error(e.status, str(e), **e.headers)
+                except Exception as e:  # a bug: one 500 and the traceback in the log
+                    log.exception("%s %s failed", request.method, request.url.path)
+                    return error(500, f"the server failed: {type(e).__name__} (its log says why)")
                 return response
 
             return endpoint
@@ -451,43 +516,45 @@ class Server:
         def find(request: Any) -> Live:
             live = self.answers.get(request.path_params["answer_id"])
             if live is None:
-                raise BadRequest(404, "no such answer (finished answers are kept retention_s)")
+                raise BadRequest(
+                    404,
+                    f"no such answer (a finished answer is kept for {retention}, "
+                    f"the newest {server.max_finished})",
+                )
             return live
 
-        async def create(request: Any) -> Response:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-                return error(413, f"the body is over {MAX_BODY // 1024} KB")
+        async def read_body(request: Any) -> bytes:
+            declared = request.headers.get("content-length", "")
+            too_big = BadRequest(413, f"the body is over {MAX_BODY // 1024} KB", Connection="close")
+            if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
+                raise too_big
             body = bytearray()
-            async for piece in request.stream():
-                body += piece
-                if len(body) > MAX_BODY:
-                    return error(413, f"the body is over {MAX_BODY // 1024} KB")
-            fields = parse_request(bytes(body), self.config.server)
-            refused = self.admits()
-            if refused is not None:
-                self.metrics.refused.inc()
-                return error(503, refused, **{"Retry-After": "5"})
-            try:
-                live = await self.start_answer(fields)
-            except UsageError as e:
-                return error(422, str(e))
+            with trio.move_on_after(server.body_timeout_s):
+                async for piece in request.stream():
+                    body += piece
+                    if len(body) > MAX_BODY:
+                        raise too_big
+                return bytes(body)
+            raise BadRequest(
+                408, f"the body did not arrive within {server.body_timeout_s:g} s",
+                Connection="close",
+            )  # fmt: skip
+
+        async def create(request: Any) -> Response:
+            fields = parse_request(await read_body(request), server)
+            live = await self.admit(fields)
             base = f"/v1/answers/{live.id}"
             return JSONResponse(
                 {"id": live.id, "events": f"{base}/events", "audio": f"{base}/audio"}, 201
             )
 
         async def events(request: Any) -> Response:
-            from starlette.responses import StreamingResponse
-
             live = find(request)
             raw = request.headers.get("last-event-id") or request.query_params.get(
                 "last_event_id", "0"
             )
-            if not raw.isdigit():
-                raise BadRequest(422, "Last-Event-ID must be an event id (a whole number)")
-            last = int(raw)
-            heartbeat = self.config.server.heartbeat_s
+            last = event_id(raw)
+            heartbeat = server.heartbeat_s
 
             async def body() -> AsyncIterator[str]:
                 self.attach(live)
@@ -497,15 +564,13 @@ class Server:
                 finally:
                     self.detach(live)
 
-            return StreamingResponse(
+            return Stream(
                 body(),
                 media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"} | CLOSE,
             )
 
         async def audio(request: Any) -> Response:
-            from starlette.responses import StreamingResponse
-
             live = find(request)
             try:
                 from_s = float(request.query_params.get("from_s", "0"))
@@ -514,22 +579,27 @@ class Server:
             if not (math.isfinite(from_s) and from_s >= 0):
                 raise BadRequest(422, "from_s must be seconds, 0 or more")
             stream = live.audio
-            offset = int(from_s * stream.rate) * 2
+            offset = min(int(from_s * stream.rate) * 2, stream.end if stream.closed else 2**62)
             if offset < stream.first:
                 raise BadRequest(410, f"audio before {stream.first / 2 / stream.rate:.1f} s "
                                  "is no longer kept; resume from a later from_s")  # fmt: skip
+            # A complete answer has a length: real sizes in the header, Content-Length.
+            length = stream.end - offset if stream.closed else None
+            headers = {"Cache-Control": "no-cache"} | CLOSE
+            if length is not None:
+                headers["Content-Length"] = str(44 + length)
 
             async def body() -> AsyncIterator[bytes]:
                 nonlocal offset
                 self.attach(live)
                 try:
-                    yield wav_header(stream.rate)
+                    yield wav_header(stream.rate, length)
                     while True:
                         try:
                             data = await stream.read(offset)
-                        except Gone as gone:  # fell behind the window: said, then ended
+                        except Gone as gone:  # fell behind the window: said, then cut off
                             live.emit("notice", {"message": f"an audio reader fell behind: {gone}"})
-                            return
+                            raise Cut from gone
                         if not data:
                             return
                         for at in range(0, len(data), WRITE_BYTES):  # a slow reader makes
@@ -539,14 +609,17 @@ class Server:
                 finally:
                     self.detach(live)
 
-            return StreamingResponse(
-                body(), media_type="audio/wav", headers={"Cache-Control": "no-cache"}
-            )
+            return Stream(body(), media_type="audio/wav", headers=headers)
 
         async def stop(request: Any) -> Response:
             live = find(request)
+            if live.finished:
+                raise BadRequest(409, "the answer has finished already; nothing to stop")
             live.answer.stop()
             return Response(status_code=204)
+
+        async def voices(request: Any) -> Response:
+            return JSONResponse(self.voices.listing())
 
         async def healthz(request: Any) -> Response:
             return JSONResponse({"ok": True, "answers": len(self.running)})
@@ -567,26 +640,59 @@ class Server:
                 return error(404, "no such page")
             return Response(file.read_bytes(), media_type=f"{kind}; charset=utf-8")
 
-        app = Starlette(
-            routes=[
-                Route("/v1/answers", guarded(create), methods=["POST"]),
-                Route("/v1/answers/{answer_id}/events", guarded(events), methods=["GET"]),
-                Route("/v1/answers/{answer_id}/audio", guarded(audio), methods=["GET"]),
-                Route("/v1/answers/{answer_id}", guarded(stop), methods=["DELETE"]),
-                Route("/metrics", guarded(metrics), methods=["GET"]),
-                Route("/healthz", healthz, methods=["GET"]),
-                Route("/", page, methods=["GET"]),
-                Route("/web/{name}", page, methods=["GET"]),
-            ]
+        routes = [
+            Route("/v1/answers", create, methods=["POST"]),
+            Route("/v1/answers/{answer_id}/events", events, methods=["GET"]),
+            Route("/v1/answers/{answer_id}/audio", audio, methods=["GET"]),
+            Route("/v1/answers/{answer_id}", stop, methods=["DELETE"]),
+            Route("/v1/voices", voices, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/", page, methods=["GET"]),
+            Route("/web/{name}", page, methods=["GET"]),
+        ]
+        guard = Middleware(
+            Guard,
+            bound=server.host,
+            token=self.token,
+            allowed_hosts=server.allowed_hosts,
+            allowed_origins=server.allowed_origins,
         )
-        return app
+        return Starlette(
+            routes=[Route(r.path, handled(r.endpoint), methods=r.methods) for r in routes],
+            middleware=[guard],
+        )
+
+
+CLOSE = {"Connection": "close"}  # a stream's connection ends with it (no idle keep-alive)
+
+
+class Stream(StreamingResponse):
+    """A streaming response that a :class:`Cut` ends without its end."""
+
+    async def stream_response(self, send: Any) -> None:
+        with contextlib.suppress(Cut):  # the connection closes with the body unfinished
+            await super().stream_response(send)
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 def time_out_writes(seconds: float) -> None:
-    """Give hypercorn's socket writes a deadline: it writes in a shielded scope with
-    none, so a client that stops reading would hold its connection, and the
-    server's exit, for ever. A write that waits longer than ``seconds`` closes the
-    connection (hypercorn has no setting for it; its TCPServer is subclassed)."""
+    """Mend two faults of hypercorn's trio connections (its TCPServer is subclassed;
+    it has no setting for either):
+
+    - it writes in a shielded scope with no deadline, so a client that stops reading
+      would hold its connection, and the server's exit, for ever: a write that
+      waits longer than ``seconds`` closes the connection;
+    - it closes a connection, or starts its keep-alive timer, from inside the
+      response's own task, which Starlette cancels as soon as the client's
+      disconnect event reaches it: the close was cancelled half-done and a
+      connection whose stream had ended stayed open for ever. Closing and the idle
+      timer are shielded here.
+    """
     from hypercorn.events import Closed, RawData
     from hypercorn.trio import run
     from hypercorn.trio.tcp_server import TCPServer
@@ -594,7 +700,8 @@ def time_out_writes(seconds: float) -> None:
     class TimedTCPServer(TCPServer):
         async def protocol_send(self, event: Any) -> None:
             if not isinstance(event, RawData):
-                await super().protocol_send(event)
+                with trio.CancelScope(shield=True):  # quick, and never half-done
+                    await super().protocol_send(event)
                 return
             closed = False
             async with self.send_lock:
@@ -611,6 +718,63 @@ def time_out_writes(seconds: float) -> None:
                 await self.protocol.handle(Closed())
 
     run.TCPServer = TimedTCPServer  # type: ignore[attr-defined]
+
+
+def cannot_listen(error: OSError, server: ServerConfig) -> Exception:
+    """The one line for a port or address the server cannot listen on."""
+    where = f"{server.host}:{server.port}"
+    if error.errno == errno.EADDRINUSE:
+        return UsageError(f"port {server.port} is in use ({where}): choose another with --port")
+    if error.errno == errno.EACCES:
+        return UsageError(f"no permission to listen on {where}: choose a port above 1023 (--port)")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return UsageError(f"{server.host} is not an address of this machine: check --host")
+    return error
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _Redacting(logging.Formatter):
+    """One line a record (and its traceback), with every secret cut out."""
+
+    def __init__(self, fmt: str, environ: Mapping[str, str]) -> None:
+        super().__init__(fmt)
+        self.environ = environ
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.environ)
+
+
+def configure_logging(server: ServerConfig, environ: Mapping[str, str]) -> logging.Logger | None:
+    """The server's log on stderr at ``log_level`` (unexpected errors with their
+    traceback), secrets redacted; the access logger when ``access_log`` asks for one."""
+    errors = _Stderr()
+    errors.setFormatter(_Redacting("voicestream: %(levelname)s: %(message)s", environ))
+    for name in ("voicestream.server", "hypercorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = [errors]
+        logger.propagate = False
+        logger.setLevel(server.log_level.upper())
+    if not server.access_log:
+        return None
+    access = logging.getLogger("hypercorn.access")
+    target: logging.Handler
+    target = _Stderr() if server.access_log == "-" else logging.FileHandler(server.access_log)
+    target.setFormatter(_Redacting("%(message)s", environ))
+    access.handlers = [target]
+    access.propagate = False
+    access.setLevel(logging.INFO)
+    return access
 
 
 def is_loopback(host: str) -> bool:
@@ -647,6 +811,13 @@ def check(config: Config, source: str, token: str | None, environ: Mapping[str, 
             "serve answers prompts from HTTP: choose --source anthropic, openai or demo"
         )
     check_source(source, config, "?", environ)
+    log_file = config.server.access_log
+    if log_file not in ("", "-"):
+        try:
+            with open(log_file, "a"):
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot write the access log {log_file}: {e.strerror}") from None
 
 
 async def serve(
@@ -664,14 +835,15 @@ async def serve(
 
     time_out_writes(config.server.send_timeout_s)
     server = Server(config, source, token, environ)
-    synthesizer = await server.synthesizer(None, None)  # the engine loads before listening
+    access = configure_logging(config.server, server.environ)
+    synthesizer = await server.voices.start()  # the engine loads before listening
     server.sample_rate = synthesizer.sample_rate
     hyper = HypercornConfig()
     hyper.bind = [f"{config.server.host}:{config.server.port}"]
     hyper.graceful_timeout = 3.0
     hyper.backlog = 2048  # a burst of connections waits in the queue, not in SYN retries
-    hyper.accesslog = None
-    hyper.errorlog = None
+    hyper.accesslog = access
+    hyper.errorlog = logging.getLogger("hypercorn.error")
     received: list[int] = []
 
     async def signals() -> None:
@@ -684,11 +856,17 @@ async def serve(
     async with trio.open_nursery() as nursery:
         server.nursery = nursery
         nursery.start_soon(signals)
-        binds = await nursery.start(
-            lambda task_status: hypercorn_serve(
-                server.app, hyper, shutdown_trigger=server.stopped.wait, task_status=task_status
+        try:
+            binds = await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    server.app, hyper, shutdown_trigger=server.stopped.wait, task_status=task_status
+                )
             )
-        )
+        except Exception as e:  # hypercorn's nursery wraps it in a group
+            cause = root_cause(e)
+            if isinstance(cause, OSError):
+                raise cannot_listen(cause, config.server) from None
+            raise
         port = int(binds[0].rsplit(":", 1)[1])
         task_status.started((server, port))
         await server.stopped.wait()

@@ -148,12 +148,27 @@ async def preload(name: str) -> None:
         await trio.to_thread.run_sync(importlib.import_module, f"{__name__}.{name}")
 
 
+def check_text(text: str, what: str) -> None:
+    """Refuse text that cannot be sent as UTF-8 (a lone surrogate: from JSON's
+    ``"\\ud800"``, or a command-line argument that was not valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UsageError(
+            f"{what} is not valid Unicode text (character {e.start + 1} is a lone "
+            "surrogate): send it as UTF-8"
+        ) from None
+
+
 def check_source(
     name: str, config: Config, prompt: str, environ: Mapping[str, str] | None = None
 ) -> None:
     """Refuse settings the named (already resolved) source cannot work with; cheap,
     imports nothing, so it runs before anything is opened."""
     environ = os.environ if environ is None else environ
+    check_text(prompt, "the prompt")
+    check_text(config.anthropic.system, "anthropic.system")
+    check_text(config.openai.system, "openai.system")
     if name in API_SOURCES and not prompt:
         raise UsageError(f'the {name} source needs a PROMPT: voicestream say "your question"')
     if name == "anthropic":
@@ -183,6 +198,8 @@ def open_source(
     ``history`` holds the earlier turns of a conversation, as Messages API messages.
     """
     check_source(name, config, prompt, environ)
+    for i, turn in enumerate(history or ()):
+        check_text(str(turn.get("content", "")), f"turn {i + 1} of the history")
     if name == "demo":
         from .demo import DemoSource
 

@@ -109,6 +109,15 @@ def list_voices() -> list[tuple[str, str, str]]:
     return [(v.id, v.name, ",".join(v.languages or [])) for v in voices]
 
 
+def default_voice() -> str:
+    """The id of the voice espeak-ng speaks with when none is chosen."""
+    with _ENGINE_LOCK:
+        _engine()
+        from pyttsx3.drivers.espeak import EspeakDriver
+
+        return str(EspeakDriver._defaultVoice)
+
+
 def _resolve_voice(wanted: str) -> str:
     voices = list_voices()
     for vid, name, _ in voices:
