@@ -7,10 +7,13 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx2
 import pytest
 from conftest import Cli
 from selenium import webdriver
@@ -38,6 +41,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--disable-dev-shm-usage",
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=900,900",
+        "--host-resolver-rules=MAP evil.test 127.0.0.1",  # the DNS-rebinding test's name
     ):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
@@ -170,6 +174,144 @@ def test_the_page_asks_for_a_token_when_the_server_needs_one(
         wait.until(
             lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
         )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+ATTACKS = """
+window.results = {};
+window.attack = async (base) => {
+  const r = window.results;
+  const body = JSON.stringify({ prompt: "spend the victim's money" });
+  const attempt = async (name, request) => {
+    try {
+      const response = await request();
+      r[name] = response.type === "opaque" ? "opaque" : response.status;
+      if (response.type !== "opaque") r[name + " read"] = await response.text();
+    } catch (error) {
+      r[name] = "blocked";
+    }
+  };
+  const answers = base + "/v1/answers";
+  await attempt("no-cors text/plain", () => fetch(answers, {
+    method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body }));
+  await attempt("no-cors json", () => fetch(answers, {
+    method: "POST", mode: "no-cors", headers: { "Content-Type": "application/json" }, body }));
+  await attempt("cors json", () => fetch(answers, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body }));
+  await attempt("metrics", () => fetch(base + "/metrics"));
+  await attempt("page", () => fetch(base + "/"));
+  r.beacon = navigator.sendBeacon(answers, new Blob([body], { type: "text/plain" }));
+  // A form posted into a hidden frame: the classic CSRF.
+  const frame = document.createElement("iframe");
+  frame.name = "sink";
+  document.body.append(frame);
+  const form = document.createElement("form");
+  Object.assign(form, { action: answers, method: "POST", enctype: "text/plain", target: "sink" });
+  const field = document.createElement("input");
+  Object.assign(field, { name: '{"prompt": "x", "pad": "', value: '"}' });
+  form.append(field);
+  document.body.append(form);
+  const loaded = new Promise((resolve) => { frame.onload = resolve; });
+  form.submit();
+  await Promise.race([loaded, new Promise((resolve) => setTimeout(resolve, 3000))]);
+  r.done = true;
+};
+"""
+
+
+class Attacker:
+    """Another web site: a page on a loopback port of its own, with the attacks above."""
+
+    def __init__(self, port: int = 0) -> None:
+        page = f"<!doctype html><title>a page you visit</title><script>{ATTACKS}</script>"
+
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(page.encode())
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", port), Page)
+        self.port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def started(
+    cli: Cli, fake_api: FakeAnthropic, port: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
+    process = cli.popen(
+        "serve", "--source", "anthropic", "--port", str(port),
+        ANTHROPIC_API_KEY="sk-ant-test-browser-key", ANTHROPIC_BASE_URL=fake_api.base_url,
+    )  # fmt: skip
+    assert process.stderr is not None
+    line = process.stderr.readline().decode()
+    assert " on http" in line, line + process.stderr.read().decode()
+    return process, line.split(" on ")[1].split("/ ")[0]
+
+
+def answers_started(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx2.get(f"{url}/metrics").text
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return samples["voicestream_answers_total"]
+
+
+def run_attacks(browser: webdriver.Chrome, base: str) -> dict[str, object]:
+    browser.execute_script("window.attack(arguments[0])", base)
+    WebDriverWait(browser, 30, poll_frequency=0.05).until(
+        lambda d: d.execute_script("return window.results.done")
+    )
+    results: dict[str, object] = browser.execute_script("return window.results")
+    return results
+
+
+@pytest.mark.parametrize("site", ["127.0.0.1", "localhost"])
+def test_another_site_cannot_start_or_read_answers(
+    browser: webdriver.Chrome, cli: Cli, fake_api: FakeAnthropic, site: str
+) -> None:
+    """A page on another port of this machine (another origin, the same site)."""
+    attacker = Attacker()
+    process, url = started(cli, fake_api)
+    try:
+        browser.get(f"http://{site}:{attacker.port}/")
+        results = run_attacks(browser, url)
+        # Nothing could be read, and nothing was started, whatever the browser sent.
+        assert results["cors json"] == results["metrics"] == results["page"] == "blocked"
+        assert answers_started(url) == 0 and not fake_api.requests
+    finally:
+        attacker.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_dns_rebinding_cannot_reach_the_server(
+    browser: webdriver.Chrome, cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    """evil.test's page is loaded from evil.test; then the name points at 127.0.0.1
+    and the same port is our server: the page's requests are same-origin now."""
+    attacker = Attacker()
+    port = attacker.port
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.get(f"http://evil.test:{port}/")  # mapped to 127.0.0.1 (--host-resolver-rules)
+    attacker.close()
+    process, url = started(cli, fake_api, port)  # now the server is at the same address
+    try:
+        results = run_attacks(browser, "")  # same origin: everything can be read
+        assert results["cors json"] == results["metrics"] == results["page"] == 421
+        assert "allowed_hosts" in str(results["metrics read"])
+        assert answers_started(url) == 0 and not fake_api.requests
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
