@@ -292,3 +292,25 @@ async def test_a_woken_sender_cancelled_in_the_same_tick_delivers_iff_send_retur
     send.close()
     delivered = [item async for item in receive]
     assert delivered == (["b"] if returned else [])
+
+
+async def test_adaptive_never_shrinks_while_a_sender_waits(clock: trio.testing.MockClock) -> None:
+    policy = Adaptive(floor=10, hard_cap=1000, stall_budget=2.0)
+    send, receive = open_channel(policy, cost=len)
+    for _ in range(40):
+        await send.send("x" * 10)
+    grown = send.statistics().capacity
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send.send, "y" * int(grown - 5))  # fits only once nearly empty
+        for _ in range(3):
+            await trio.lowlevel.checkpoint()
+        assert receive.statistics().tasks_waiting_send == 1
+        capacities = []
+        for _ in range(35):  # down to a quarter and below, the sender waiting all along
+            receive.receive_nowait()
+            for _ in range(3):
+                await trio.lowlevel.checkpoint()  # the woken sender looks, and waits again
+            capacities.append(receive.statistics().capacity)
+        assert receive.statistics().used <= grown / 4
+        assert capacities == [grown] * 35  # halving now would only make it wait longer
+        nursery.cancel_scope.cancel()

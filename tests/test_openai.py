@@ -89,6 +89,7 @@ def test_a_broken_stream_is_resumed_and_heard_once(
     }
     if strategy == "instruct":
         assert second.body["messages"][-1]["role"] == "user"
+    assert "continue_final_message" not in second.body  # vLLM's flag only when asked
     assert len(read_wav(out)[1]) == pytest.approx(clean_samples, rel=0.10)
 
 
@@ -185,12 +186,24 @@ def test_a_local_model_costs_nothing_and_needs_no_key(
     assert headers["authorization"].startswith("Bearer ")  # a placeholder key
 
 
-def test_the_calculator_by_function_calling_within_one_answer(cli: Cli, fake: FakeOpenAI) -> None:
+def test_the_calculator_by_function_calling_within_one_answer(
+    cli: Cli, fake: FakeOpenAI, tmp_path: Path
+) -> None:
     fake.script = OpenAIScript(
         text="Let me work that out.", tool_call={"expression": "(3 + 4) * 6"}
     )
-    result = cli.run("say", "q", "--source", "openai", "--null", **env(fake))
+    metrics = tmp_path / "m.json"
+    result = cli.run(
+        "say", "q", "--source", "openai", "--null", "--metrics", str(metrics), **env(fake)
+    )
     assert result.returncode == 0, result.stderr
+    # Two requests, each with its usage: the answer's is their sum.
+    report = json.loads(metrics.read_text())["source"]
+    assert report["input_tokens"] == 12 + 12
+    assert (
+        report["output_tokens"]
+        == len("Let me work that out.") // 4 + len("That gives the result: 42.") // 4
+    )
     assert result.stdout == "Let me work that out. That gives the result: 42.\n"
     assert fake.requests[0].body["tools"][0]["function"]["name"] == "calculator"
     assistant, tool = fake.requests[1].body["messages"][-2:]
@@ -198,6 +211,33 @@ def test_the_calculator_by_function_calling_within_one_answer(cli: Cli, fake: Fa
         "expression": "(3 + 4) * 6"
     }  # assembled from pieces
     assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+
+
+def test_a_finish_reason_stays_when_a_later_chunk_has_none(cli: Cli, fake: FakeOpenAI) -> None:
+    fake.script = OpenAIScript(
+        text="A short answer that was cut", finish_reason="length", usage_with_choice=True
+    )
+    result = cli.run("say", "q", "--source", "openai", "--null", **env(fake))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "A short answer that was cut\n"
+    assert "openai.max_tokens" in one_line(result.stderr) and len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_server_error_on_resuming_is_resumed_again(
+    cli: Cli, fake: FakeOpenAI, status: int
+) -> None:
+    fake.scripts = [
+        OpenAIScript(text=ANSWER, piece=5, drop_after=12),  # breaks mid-answer
+        OpenAIScript(text=ANSWER, status=status),  # the resume is refused for a moment
+        OpenAIScript(text=ANSWER, piece=5),
+    ]
+    result = cli.run(
+        "say", "q", "--source", "openai", "--null",
+        **env(fake, VOICESTREAM_OPENAI_MAX_RETRIES="0"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ANSWER + "\n" and len(fake.requests) == 3
 
 
 def test_prefill_can_send_vllms_flag(cli: Cli, fake: FakeOpenAI) -> None:

@@ -77,6 +77,9 @@ def test_the_first_audio_waits_only_for_a_slow_engine() -> None:
     assert fast.hold(0.5) == 0.0
     assert 0.0 < slow.hold(0.5) <= HOLD_MAX_S
     assert slow.hold(3.0) == 0.0  # a long first fragment is a head start of its own
+    slowest = Pacer()
+    slowest.learn("Sure!", 5.0, 0.5)  # ten times slower than real time
+    assert slowest.hold(0.5) == HOLD_MAX_S  # never more: a gap beats a long silence first
 
 
 class Engine:

@@ -90,3 +90,14 @@ async def test_a_failed_write_cuts_the_file_back_to_its_header(tmp_path: Path) -
         signal.signal(signal.SIGXFSZ, previous)
     sink.close()
     assert len(read_wav(path)[1]) == RATE  # the half-written second is gone
+
+
+def test_a_block_that_exactly_fills_the_size_limit_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "full.wav"
+    sink = WavSink(path, RATE, max_data_bytes=2 * 1000)
+    assert sink.store(Audio(np.ones(600, dtype=np.int16), RATE, "")) is True
+    assert sink.store(Audio(np.ones(400, dtype=np.int16), RATE, "")) is True  # to the byte
+    with pytest.raises(SinkError, match="size limit"):
+        sink.store(Audio(np.ones(1, dtype=np.int16), RATE, ""))  # one sample more
+    sink.close()
+    assert len(read_wav(path)[1]) == 1000

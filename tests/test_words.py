@@ -134,3 +134,10 @@ def test_estimates_are_spread_by_length_and_say_so() -> None:
     assert [m.sample for m in marks] == [0, 2 * 100 // 10, 5 * 100 // 10]
     assert all(m.estimated for m in marks)
     assert estimate("...", 100) == [] and estimate("word", 0) == []
+
+
+def test_a_position_just_after_a_word_is_not_that_word() -> None:
+    # espeak-ng reported a word at offset 3: the space after "one", inside no word.
+    first, second = from_positions("one two", [(3, 100), (4, 600)], 1000)
+    assert first.estimated and first.sample == 0  # not timed at 100 by the space
+    assert (second.sample, second.estimated) == (600, False)

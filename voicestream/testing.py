@@ -369,6 +369,9 @@ class OpenAIScript:
     reasoning: bool = False  # reasoning_content deltas before the text
     tool_call: dict[str, Any] | None = None  # call the calculator with this, after the text
     tool_always: bool = False  # keep calling it, round after round
+    # The usage chunk carries an empty choice with no finish_reason (as some servers
+    # send it) instead of no choice at all.
+    usage_with_choice: bool = False
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -397,6 +400,8 @@ def _so_far(messages: list[dict[str, Any]]) -> str:
 class FakeOpenAI(_Server):
     script: OpenAIScript = field(default_factory=OpenAIScript)
     requests: list[Request] = field(default_factory=list)
+    # One script per request, in order (the last one for the rest); else ``script``.
+    scripts: list[OpenAIScript] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -410,7 +415,9 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
     class Handler(_Recording):
         def _answer(self, request: Request, body: dict[str, Any]) -> None:
             script = fake.script
-            if len(fake.requests) > script.faulty_requests:
+            if fake.scripts:
+                script = fake.scripts[min(len(fake.requests), len(fake.scripts)) - 1]
+            elif len(fake.requests) > script.faulty_requests:
                 script = OpenAIScript(
                     text=script.text, piece=script.piece, delay_s=script.delay_s,
                     resume=script.resume, tool_call=script.tool_call,
@@ -454,7 +461,9 @@ def start_openai(host: str = "127.0.0.1") -> FakeOpenAI:
                 tail.append(_chunk({"tool_calls": [rest]}))
             tail.append(_chunk({}, finish))
             usage = {"prompt_tokens": 12, "completion_tokens": len(text) // 4, "total_tokens": 0}
-            tail.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+            choices = [{"index": 0, "delta": {}, "finish_reason": None}]
+            last = {"choices": choices if script.usage_with_choice else [], "usage": usage}
+            tail.append(f"data: {json.dumps(last)}\n\n".encode())
             if not script.no_done:
                 tail.append(b"data: [DONE]\n\n")
             for data in events:
