@@ -62,3 +62,14 @@ async def test_each_synthesizer_speaks_with_its_own_voice() -> None:
     # Another synthesizer chose German; the default one still speaks with the default.
     assert (await default.synthesize(text)).seconds == pytest.approx(english, rel=0.02)
     assert (await german.synthesize(text)).seconds == pytest.approx(in_german, rel=0.02)
+
+
+async def test_the_same_text_gets_the_same_audio_whatever_was_said_before() -> None:
+    # espeak-ng is one engine per process and carries prosody from text to text (a
+    # question used to leave every later text ~40 ms longer): another synthesizer's
+    # question must not change this one's audio.
+    mine, other = await EspeakSynthesizer.open("", 180), await EspeakSynthesizer.open("", 180)
+    before = len((await mine.synthesize("Yes.")).samples)
+    for question in ("Is it?", "Isn't that the rate for the café?", "No!"):
+        await other.synthesize(question)
+        assert len((await mine.synthesize("Yes.")).samples) == pytest.approx(before, abs=60)

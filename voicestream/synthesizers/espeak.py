@@ -160,14 +160,39 @@ class EspeakSynthesizer(ThreadedSynthesizer):
                 raise RuntimeError(f"espeak-ng did not accept the rate {self.words_per_minute}")
             if _espeak.dll.espeak_ng_GetSampleRate() != self.sample_rate:
                 raise RuntimeError("espeak-ng returned audio in an unexpected format")
-            utterance = _Utterance.current = _Utterance()
-            try:
-                # espeak-ng synthesizes in its own thread: wait for the end of the text.
-                _espeak.Synth(text.encode("utf-8"), flags=_espeak.ENDPAUSE | _espeak.CHARS_UTF8)
-                if not utterance.done.wait(SYNTH_TIMEOUT_S):
-                    _espeak.Cancel()
-                    raise RuntimeError("espeak-ng did not finish synthesising")
-            finally:
-                _Utterance.current = None
-        samples = np.frombuffer(b"".join(utterance.parts), dtype=np.int16)
-        return samples, from_positions(text, utterance.positions, len(samples))
+            key = (self.voice, self.words_per_minute)
+            if key not in _END_PAUSES:
+                _END_PAUSES[key] = _trailing_zeros(_speak(END_PAUSE_TEXT)[0])
+            samples, positions = _speak(text)
+        # espeak-ng carries prosody from one text to the next: after a question, every
+        # text ends with ~40 ms more silence, until something resets it. The same text
+        # always gets the same audio: its trailing silence is cut to this voice's own.
+        extra = _trailing_zeros(samples) - _END_PAUSES[key]
+        if extra > 0:
+            samples = samples[:-extra]
+        return samples, from_positions(text, positions, len(samples))
+
+
+END_PAUSE_TEXT = "and then"  # no final mark: the silence espeak-ng ends any text with
+_END_PAUSES: dict[tuple[str, int], int] = {}  # (voice, rate) -> samples (under the lock)
+
+
+def _speak(text: str) -> tuple[Samples, list[tuple[int, int]]]:
+    """espeak-ng's samples and word positions for ``text`` (``_ENGINE_LOCK`` held)."""
+    from pyttsx3.drivers import _espeak
+
+    utterance = _Utterance.current = _Utterance()
+    try:
+        # espeak-ng synthesizes in its own thread: wait for the end of the text.
+        _espeak.Synth(text.encode("utf-8"), flags=_espeak.ENDPAUSE | _espeak.CHARS_UTF8)
+        if not utterance.done.wait(SYNTH_TIMEOUT_S):
+            _espeak.Cancel()
+            raise RuntimeError("espeak-ng did not finish synthesising")
+    finally:
+        _Utterance.current = None
+    return np.frombuffer(b"".join(utterance.parts), dtype=np.int16), utterance.positions
+
+
+def _trailing_zeros(samples: Samples) -> int:
+    sounding = np.flatnonzero(samples)
+    return len(samples) - 1 - int(sounding[-1]) if len(sounding) else len(samples)
