@@ -12,6 +12,16 @@ window_s 20), driven over HTTP from one trio process:
    the audio to the end: all complete? time to first event and to first audio
    byte (p50/p99), the server's peak RSS growth (finished answers keep their
    window of audio for retention_s, so this includes 200 windows).
+
+    .venv/bin/python benchmarks/serve.py --attack [--answers 100]
+
+Under attack: ``--answers`` honest clients as in 3., while beside them 200 bodies
+that never finish, 200 clients that ask for an answer's audio and events and
+never read, and 100 poisoned POSTs (a lone surrogate in the prompt or the
+history, null and numbers where lists belong, 3,000-deep nesting, a path as the
+voice) run: how many honest answers complete, their first audio p50/p99, the
+server's RSS growth, and whether it is still up. ``PYTHONPATH=<an older
+checkout>`` runs the same against older code (the "before" row).
 """
 
 from __future__ import annotations
@@ -163,10 +173,99 @@ async def never_attached(url: str) -> dict[str, Any]:
     return {"stopped_after_s": stopped_after, "stopped": '"stop_reason": "stopped"' in events}
 
 
+POISON = [
+    b'{"prompt": "\\ud800"}',
+    b'{"prompt": "hi", "history": [{"role": "user", "content": "\\udfff"},'
+    b' {"role": "assistant", "content": "ok"}]}',
+    b'{"prompt": "hi", "history": null}',
+    b'{"prompt": "hi", "history": 7}',
+    b'{"prompt": "hi", "history": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    b'{"prompt": "hi", "voice": "/etc/shadow"}',
+    b"[" * 3000 + b"]" * 3000,
+]
+
+
+async def attack(url: str, pid: int, answers: int) -> dict[str, Any]:
+    """Honest answers while slow bodies, silent readers and poisoned POSTs run beside."""
+    host, port = url.split("//")[1].rsplit(":", 1)
+    held: list[trio.SocketStream] = []
+    poisoned: list[int] = []
+
+    async def slow_body() -> None:
+        with trio.move_on_after(120):
+            stream = await trio.open_tcp_stream(host, int(port))
+            held.append(stream)
+            await stream.send_all(
+                b"POST /v1/answers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                b'application/json\r\nContent-Length: 1000\r\n\r\n{"prompt": "'
+            )
+            await trio.sleep_forever()  # the rest never comes
+
+    async def silent_reader(path: str) -> None:
+        with trio.move_on_after(120):
+            stream = await trio.open_tcp_stream(host, int(port))
+            held.append(stream)
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            await trio.sleep_forever()  # never reads a byte
+
+    async def poison(client: httpx2.AsyncClient, body: bytes) -> None:
+        try:
+            response = await client.post(
+                "/v1/answers", content=body, headers={"Content-Type": "application/json"}
+            )
+            poisoned.append(response.status_code)
+        except httpx2.HTTPError:
+            poisoned.append(0)  # the server was gone
+
+    async with httpx2.AsyncClient(base_url=url, timeout=120) as client:
+        bait = (await client.post("/v1/answers", json={"prompt": "Bait."})).json()
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(slow_body)
+                nursery.start_soon(silent_reader, bait["audio" if i % 2 else "events"])
+            for i in range(100):
+                nursery.start_soon(poison, client, POISON[i % len(POISON)])
+            figures = await load(url, pid, answers)
+            nursery.cancel_scope.cancel()
+        for stream in held:
+            await stream.aclose()
+        try:
+            alive = (await client.get("/healthz")).status_code == 200
+        except httpx2.HTTPError:
+            alive = False
+    return figures | {"poisoned": poisoned, "alive": alive}
+
+
+def under_attack(answers: int) -> None:
+    process, url = start_server()
+    try:
+        figures = trio.run(attack, url, process.pid, answers)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    done = sum(outcome == "done" for outcome in figures["outcomes"])
+    fa = figures["first_audio"] or [float("nan")]
+    codes = sorted(set(figures["poisoned"]))
+    print(f"{answers} honest answers beside 200 slow bodies, 200 silent readers and 100 "
+          f"poisoned POSTs ({os.cpu_count()} cores):\n")  # fmt: skip
+    print("| honest completed | first audio p50 / p99 | server RSS growth | poisoned POSTs got "
+          "| server up after |")  # fmt: skip
+    print("|---:|---:|---:|---|---|")
+    print(
+        f"| {done} of {answers} | {statistics.median(fa):.2f} / {percentile(fa, 0.99):.2f} s | "
+        f"{figures['rss_growth'] / 2**20:.0f} MB | {', '.join(map(str, codes))} | "
+        f"{'yes' if figures['alive'] else 'NO'} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=200)
+    parser.add_argument("--attack", action="store_true", help="honest answers under attack")
     args = parser.parse_args()
+    if args.attack:
+        under_attack(args.answers)
+        return
     process, url = start_server()
     try:
         slow = trio.run(slow_reader, url)  # first, alone: /metrics counts all answers
