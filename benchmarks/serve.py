@@ -21,7 +21,9 @@ never read, and 100 poisoned POSTs (a lone surrogate in the prompt or the
 history, null and numbers where lists belong, 3,000-deep nesting, a path as the
 voice) run: how many honest answers complete, their first audio p50/p99, the
 server's RSS growth, and whether it is still up. ``PYTHONPATH=<an older
-checkout>`` runs the same against older code (the "before" row).
+checkout>``, run from outside this one, runs the same against older code (the
+"before" row). ``--source openai``: the answers come through the real openai SDK
+from a loopback Chat Completions server.
 """
 
 from __future__ import annotations
@@ -41,16 +43,31 @@ WINDOW_S = 20
 RATE = 22050
 
 
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    env = os.environ | {
-        "VOICESTREAM_DEMO_TOKENS_PER_S": "80",
-        "VOICESTREAM_SERVER_WINDOW_S": str(WINDOW_S),
-        "VOICESTREAM_SERVER_GRACE_S": "5",
-        "VOICESTREAM_SERVER_MAX_ANSWERS": "1000",
-        "VOICESTREAM_SERVER_BUDGET_MB": "2048",
-    }
+def start_server(source: str = "demo") -> tuple[subprocess.Popen[bytes], str]:
+    """The server in its own process; ``openai``: answers from a loopback Chat
+    Completions server in this process (the real SDK encodes the prompt, as a real
+    source does), the demo answer at about 80 tokens/s."""
+    extra = {}
+    if source == "openai":
+        from voicestream.sources.demo import demo_answer
+        from voicestream.testing import OpenAIScript, start_openai
+
+        fake = start_openai()
+        fake.script = OpenAIScript(text=demo_answer(), piece=4, delay_s=1 / 80)
+        extra = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "sk-bench-not-a-key"}
+    env = (
+        os.environ
+        | extra
+        | {
+            "VOICESTREAM_DEMO_TOKENS_PER_S": "80",
+            "VOICESTREAM_SERVER_WINDOW_S": str(WINDOW_S),
+            "VOICESTREAM_SERVER_GRACE_S": "5",
+            "VOICESTREAM_SERVER_MAX_ANSWERS": "1000",
+            "VOICESTREAM_SERVER_BUDGET_MB": "2048",
+        }
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "voicestream", "serve", "--source", "demo", "--engine", "silent",
+        [sys.executable, "-m", "voicestream", "serve", "--source", source, "--engine", "silent",
          "--port", "0"],
         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -67,12 +84,26 @@ def rss(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(p * (len(values) - 1)))]
 
 
 async def one_answer(client: httpx2.AsyncClient, figures: dict[str, list[Any]]) -> None:
+    try:
+        await _one_answer(client, figures)
+    except (httpx2.HTTPError, KeyError, ValueError):  # the server failed it, or died
+        figures["outcomes"].append("failed")
+
+
+async def _one_answer(client: httpx2.AsyncClient, figures: dict[str, list[Any]]) -> None:
     start = time.perf_counter()
     created = (await client.post("/v1/answers", json={"prompt": "Tell me."})).json()
     figures["created"].append(time.perf_counter() - start)
@@ -185,7 +216,9 @@ POISON = [
 ]
 
 
-async def attack(url: str, pid: int, answers: int) -> dict[str, Any]:
+async def attack(
+    url: str, pid: int, answers: int, slow: int = 200, silent: int = 200, poisoned_posts: int = 100
+) -> dict[str, Any]:
     """Honest answers while slow bodies, silent readers and poisoned POSTs run beside."""
     host, port = url.split("//")[1].rsplit(":", 1)
     held: list[trio.SocketStream] = []
@@ -220,10 +253,11 @@ async def attack(url: str, pid: int, answers: int) -> dict[str, Any]:
     async with httpx2.AsyncClient(base_url=url, timeout=120) as client:
         bait = (await client.post("/v1/answers", json={"prompt": "Bait."})).json()
         async with trio.open_nursery() as nursery:
-            for i in range(200):
+            for _ in range(slow):
                 nursery.start_soon(slow_body)
+            for i in range(silent):
                 nursery.start_soon(silent_reader, bait["audio" if i % 2 else "events"])
-            for i in range(100):
+            for i in range(poisoned_posts):
                 nursery.start_soon(poison, client, POISON[i % len(POISON)])
             figures = await load(url, pid, answers)
             nursery.cancel_scope.cancel()
@@ -236,24 +270,27 @@ async def attack(url: str, pid: int, answers: int) -> dict[str, Any]:
     return figures | {"poisoned": poisoned, "alive": alive}
 
 
-def under_attack(answers: int) -> None:
-    process, url = start_server()
+def under_attack(answers: int, slow: int, silent: int, poisoned: int, source: str) -> None:
+    process, url = start_server(source)
     try:
-        figures = trio.run(attack, url, process.pid, answers)
+        before = cpu_s(process.pid), time.process_time()
+        figures = trio.run(attack, url, process.pid, answers, slow, silent, poisoned)
+        server_cpu, client_cpu = cpu_s(process.pid) - before[0], time.process_time() - before[1]
     finally:
         process.terminate()
         process.wait(timeout=15)
     done = sum(outcome == "done" for outcome in figures["outcomes"])
     fa = figures["first_audio"] or [float("nan")]
     codes = sorted(set(figures["poisoned"]))
-    print(f"{answers} honest answers beside 200 slow bodies, 200 silent readers and 100 "
-          f"poisoned POSTs ({os.cpu_count()} cores):\n")  # fmt: skip
-    print("| honest completed | first audio p50 / p99 | server RSS growth | poisoned POSTs got "
-          "| server up after |")  # fmt: skip
-    print("|---:|---:|---:|---|---|")
+    print(f"{answers} honest answers ({source} source) beside {slow} slow bodies, {silent} "
+          f"silent readers and {poisoned} poisoned POSTs ({os.cpu_count()} cores):\n")  # fmt: skip
+    print("| honest completed | first audio p50 / p99 | server RSS growth | CPU: server, "
+          "clients | poisoned POSTs got | server up after |")  # fmt: skip
+    print("|---:|---:|---:|---:|---|---|")
     print(
         f"| {done} of {answers} | {statistics.median(fa):.2f} / {percentile(fa, 0.99):.2f} s | "
-        f"{figures['rss_growth'] / 2**20:.0f} MB | {', '.join(map(str, codes))} | "
+        f"{figures['rss_growth'] / 2**20:.0f} MB | {server_cpu:.1f} s, {client_cpu:.1f} s of "
+        f"{figures['wall_s']:.0f} s | {', '.join(map(str, codes))} | "
         f"{'yes' if figures['alive'] else 'NO'} |"
     )
 
@@ -262,9 +299,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=200)
     parser.add_argument("--attack", action="store_true", help="honest answers under attack")
+    parser.add_argument("--slow", type=int, default=200, help="with --attack: slow bodies")
+    parser.add_argument("--silent", type=int, default=200, help="with --attack: silent readers")
+    parser.add_argument("--poisoned", type=int, default=100, help="with --attack: poisoned POSTs")
+    parser.add_argument("--source", choices=["demo", "openai"], default="demo")
     args = parser.parse_args()
     if args.attack:
-        under_attack(args.answers)
+        under_attack(args.answers, args.slow, args.silent, args.poisoned, args.source)
         return
     process, url = start_server()
     try:

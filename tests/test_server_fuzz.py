@@ -20,17 +20,19 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=12,
 )
+ROLES = st.sampled_from(["user", "assistant", "system", ""])
 TURNS = st.lists(
-    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", ""])})
-    | st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": JSON_VALUES}),
+    st.fixed_dictionaries({"role": ROLES})
+    | st.fixed_dictionaries({"role": ROLES, "content": JSON_VALUES}),
     max_size=5,
 )
+VOICES = st.text(max_size=30) | st.sampled_from(["silent", "/etc/passwd", "~"])
 FIELDS = st.fixed_dictionaries(
     {},
     optional={
         "prompt": st.text(max_size=60) | JSON_VALUES,
         "history": TURNS | JSON_VALUES,
-        "voice": st.text(max_size=30) | st.sampled_from(["silent", "/etc/passwd", "~"]) | JSON_VALUES,
+        "voice": VOICES | JSON_VALUES,
         "rate": st.integers(-10, 1000) | st.floats(allow_nan=True) | JSON_VALUES,
         "colour": JSON_VALUES,
     },
@@ -41,9 +43,7 @@ HEADER_TEXT = st.text(
 ).map(lambda s: s.strip())
 QUERY_TEXT = st.text(max_size=30)
 
-SETTINGS = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
