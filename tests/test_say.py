@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from conftest import FAST_DEMO, Cli
 from wavcheck import read_wav, voiced_fraction
 
@@ -82,3 +83,34 @@ def test_voice_flag_takes_a_listed_voice(cli: Cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rate, samples = read_wav(out)
     assert voiced_fraction(samples, rate) > 0.3
+
+
+def test_voicestream_alone_shows_what_it_can_do(cli: Cli) -> None:
+    done = cli.run()
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: voicestream")
+    assert all(command in done.stdout for command in ("say", "chat", "serve", "voices"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["say", "--engine", "piepr"], "voicestream say: argument --engine: invalid choice"),
+        (["say", "--engine", "piepr"], "(did you mean 'piper'?)"),
+        (["say", "--rate", "abc"], "voicestream say: argument --rate: invalid int value: 'abc'"),
+        (["say", "--enigne", "piper"], "voicestream say: unrecognized arguments: --enigne"),
+        (["say", "--enigne", "piper"], "(did you mean '--engine'?)"),
+        (["chat", "--transcrpt", "t.json"], "voicestream chat: unrecognized arguments"),
+        (["chat", "--transcrpt", "t.json"], "(did you mean '--transcript'?)"),
+        (["serve", "--port", "eighty"], "voicestream serve: argument --port: invalid int"),
+        (["say", "--null", "--out", "n.wav"], "voicestream say: argument --out: not allowed"),
+        (["say", "--null", "--play"], "voicestream say: argument --play: not allowed"),
+    ],
+)
+def test_a_mistake_on_the_command_line_is_one_line_from_its_command(
+    cli: Cli, tmp_path: Path, argv: list[str], said: str
+) -> None:
+    done = cli.run(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
+    assert not (tmp_path / "n.wav").exists()  # nothing was made before the refusal

@@ -8,15 +8,17 @@ line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import trio
 
@@ -32,14 +34,45 @@ from .synthesizers import ENGINES, open_synthesizer
 from .terminal import SafeOutput
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line by the command it belongs to, and a
+    suggestion where one is close (argparse prints the whole usage, and a
+    subcommand's unknown flag as the top-level command's)."""
+
+    commands: dict[str, _Parser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            wanted, offered = choice[1], re.findall(r"'([^']*)'", choice[2])
+        else:
+            unknown = re.search(r"unrecognized arguments: (\S+)", message)
+            if unknown is None or not unknown[1].startswith("-"):
+                return ""
+            wanted = unknown[1].split("=")[0]
+            offered = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        match = difflib.get_close_matches(wanted, offered, n=1)
+        return f" (did you mean '{match[0]}'?)" if match else ""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the command whose flags they were meant for
+            owner = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="voicestream", description="Speak a language model's answer while it is generated."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--source", choices=SOURCES, help="where the text comes from")
     common.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
     common.add_argument("--voice", metavar="NAME", help="a voice from 'voicestream voices'")
@@ -53,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
 
     say = commands.add_parser("say", parents=[common], help="speak one answer")
     say.add_argument("prompt", nargs="?", default="", help="the question; '-' reads stdin")
-    say.add_argument("--out", type=Path, metavar="FILE.wav", help="write a WAV file, no playback")
+    output = say.add_mutually_exclusive_group()  # --null discards: nothing to write or play
+    output.add_argument(
+        "--out", type=Path, metavar="FILE.wav", help="write a WAV file, no playback"
+    )
     say.add_argument("--play", action="store_true", help="with --out: play it as well")
-    say.add_argument("--null", action="store_true", help="discard the audio (captions only)")
+    output.add_argument("--null", action="store_true", help="discard the audio (captions only)")
     say.add_argument("--metrics", type=Path, metavar="FILE.json", help="write metrics at the end")
 
     chat = commands.add_parser(
@@ -111,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     voices.add_argument("--engine", choices=ENGINES, help="whose voices (the configured engine)")
     voices.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
     commands.add_parser("devices", help="list the audio output devices PortAudio sees")
+    parser.commands = dict(commands.choices)
     return parser
 
 
@@ -361,7 +398,13 @@ def run(
         sys.stderr.reconfigure(errors="backslashreplace")  # a message never fails to print
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # "voicestream" alone: what it can do
+        parser.print_help(stdout)
+        return 0
+    if args.command == "say" and args.null and args.play:  # as argparse says --out's
+        parser.commands["say"].error("argument --play: not allowed with argument --null")
     try:
         if args.command == "voices":
             return _voices(args, stdout)
