@@ -11,6 +11,7 @@ from conftest import FAST_DEMO, Cli
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.sources.demo import demo_answer
+from voicestream.testing import Terminal
 from voicestream.words import spans
 
 
@@ -114,3 +115,25 @@ def test_a_mistake_on_the_command_line_is_one_line_from_its_command(
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
     assert not (tmp_path / "n.wav").exists()  # nothing was made before the refusal
+
+
+def test_standard_input_says_what_it_waits_for_and_when_there_was_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    empty = cli.run("say", "-", "--out", str(tmp_path / "e.wav"), input="")
+    assert empty.returncode == 0
+    assert empty.stderr == "voicestream: nothing to say: standard input was empty\n"
+    spoken = cli.run("say", "-", "--null", input="Something to say.")
+    assert spoken.returncode == 0 and "nothing to say" not in spoken.stderr
+    # A person at a terminal is told what is awaited, and how to end it.
+    term = Terminal([*cli.argv("say", "-", "--null")], cli.env, tmp_path)
+    term.expect(rb"reading standard input; end with Ctrl-D")
+    term.type(b"Hello there.\n")
+    term.type(b"\x04")
+    assert term.wait() == 0
+
+
+def test_play_without_a_sound_device_says_to_drop_play(cli: Cli, tmp_path: Path) -> None:
+    done = cli.run("say", "--source", "demo", "--out", str(tmp_path / "a.wav"), "--play")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "drop --play" in done.stderr and "a.wav" in done.stderr

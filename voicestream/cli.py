@@ -260,6 +260,8 @@ async def _say_one(
         )
     if name == "stdin":
         _check_stdin()
+        if os.isatty(0):  # a person at a terminal: say what is awaited, and how to end it
+            print("voicestream: reading standard input; end with Ctrl-D", file=stderr, flush=True)
     check_source(name, cfg, prompt)
     if name == "openai" and args.max_cost is not None:
         raise UsageError(
@@ -282,7 +284,15 @@ async def _say_one(
             synthesizer = await open_synthesizer(cfg.voice)
             play = not args.null and (args.out is None or args.play)
             out = None if args.null else args.out
-            sink = open_output(synthesizer.sample_rate, cfg.output, out, play)
+            try:
+                sink = open_output(synthesizer.sample_rate, cfg.output, out, play)
+            except UsageError as e:
+                if out is None or not play or "no audio output device" not in str(e):
+                    raise
+                raise UsageError(
+                    f"no audio output device found to --play on; drop --play to write {out} "
+                    "only"
+                ) from e
         answer = Answer(
             open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout)
         )

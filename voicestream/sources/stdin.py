@@ -26,12 +26,16 @@ class StdinSource(BaseSource):
 
     async def stream(self) -> AsyncGenerator[str]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        said = False
         while True:
             data = await trio.to_thread.run_sync(
                 os.read, self.fd, self.read_size, abandon_on_cancel=True, limiter=self._limiter
             )
             text = decoder.decode(data, final=not data)
             if text:
+                said = said or not text.isspace()
                 yield text
             if not data:
+                if not said:
+                    self.notices.append("nothing to say: standard input was empty")
                 return
