@@ -290,8 +290,7 @@ async def _say_one(
                 if out is None or not play or "no audio output device" not in str(e):
                     raise
                 raise UsageError(
-                    f"no audio output device found to --play on; drop --play to write {out} "
-                    "only"
+                    f"no audio output device found to --play on; drop --play to write {out} only"
                 ) from e
         answer = Answer(
             open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout)
