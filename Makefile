@@ -9,6 +9,7 @@ CODE := voicestream tests benchmarks
 
 demo: setup
 	$(VENV)/bin/voicestream say --source demo --out demo.wav
+	@echo "listen to it: paplay demo.wav (or aplay, or open it in any audio player)"
 
 test: setup
 	$(VENV)/bin/ruff check $(CODE)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,13 @@ class Cli:
 @pytest.fixture
 def cli(env: dict[str, str], tmp_path: Path) -> Cli:
     return Cli(env, tmp_path)
+
+
+def wrote(path: Path, stderr: str) -> str:
+    """``say --out``'s closing line saying where the audio went (its seconds as said)."""
+    seconds = re.search(r"\((\d+\.\d) s of speech\)", stderr)
+    assert seconds is not None, stderr
+    return f"voicestream: wrote {path} ({seconds[1]} s of speech)\n"
 
 
 FAST_DEMO = {"VOICESTREAM_DEMO_FIRST_TOKEN_S": "0", "VOICESTREAM_DEMO_TOKENS_PER_S": "5000"}

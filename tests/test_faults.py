@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_DEMO, Cli
+from conftest import FAST_DEMO, Cli, wrote
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.testing import FakeAnthropic, Script, wait_for
@@ -262,7 +262,8 @@ def test_a_closed_caption_reader_does_not_stop_the_speech(cli: Cli, tmp_path: Pa
     assert process.stdout.read(20)  # like `| head -c 20`
     process.stdout.close()
     assert process.wait(timeout=120) == 0
-    assert process.stderr.read() == b""
+    said = process.stderr.read().decode()
+    assert said == wrote(out, said)  # where the audio went, and nothing else
     clean = cli.run("say", "--source", "demo", "--out", str(reference), **FAST_DEMO)
     assert clean.returncode == 0
     assert len(read_wav(out)[1]) == pytest.approx(len(read_wav(reference)[1]), rel=0.01)
@@ -294,8 +295,9 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_keep_everything(
     process.send_signal(signum)
     assert process.wait(timeout=30) == 128 + signum
     _, stderr = process.communicate()
-    assert stderr == b""
     rate, samples = read_wav(out)
+    # Where the audio went, and nothing else: no traceback, no error.
+    assert stderr.decode() == f"voicestream: wrote {out} ({len(samples) / rate:.1f} s of speech)\n"
     figures = json.loads(metrics.read_text())
     assert len(samples) / rate == pytest.approx(figures["audio_s"], abs=1e-3)
     assert figures["audio_s"] > 0.5  # what was stored before the signal, at least

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FAST_DEMO, Cli
+from conftest import FAST_DEMO, Cli, wrote
 from wavcheck import read_wav, voiced_fraction
 
 from voicestream.sources.demo import demo_answer
@@ -47,7 +47,8 @@ def test_rate_flag_changes_the_length_of_speech(cli: Cli, tmp_path: Path) -> Non
 def test_without_a_key_the_demo_is_spoken_with_a_notice(cli: Cli, tmp_path: Path) -> None:
     result = cli.run("say", "--out", str(tmp_path / "a.wav"), "--engine", "silent", **FAST_DEMO)
     assert result.returncode == 0
-    assert result.stderr.count("\n") == 1 and "ANTHROPIC_API_KEY" in result.stderr
+    notice, closing = result.stderr.splitlines(keepends=True)
+    assert "ANTHROPIC_API_KEY" in notice and closing == wrote(tmp_path / "a.wav", closing)
     assert "Sure!" in result.stdout
 
 
@@ -122,7 +123,9 @@ def test_standard_input_says_what_it_waits_for_and_when_there_was_nothing(
 ) -> None:
     empty = cli.run("say", "-", "--out", str(tmp_path / "e.wav"), input="")
     assert empty.returncode == 0
-    assert empty.stderr == "voicestream: nothing to say: standard input was empty\n"
+    assert empty.stderr == "voicestream: nothing to say: standard input was empty\n" + wrote(
+        tmp_path / "e.wav", "(0.0 s of speech)"
+    )
     spoken = cli.run("say", "-", "--null", input="Something to say.")
     assert spoken.returncode == 0 and "nothing to say" not in spoken.stderr
     # A person at a terminal is told what is awaited, and how to end it.
@@ -137,3 +140,14 @@ def test_play_without_a_sound_device_says_to_drop_play(cli: Cli, tmp_path: Path)
     done = cli.run("say", "--source", "demo", "--out", str(tmp_path / "a.wav"), "--play")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "drop --play" in done.stderr and "a.wav" in done.stderr
+
+
+def test_say_tells_where_the_audio_went(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "demo.wav"
+    done = cli.run("say", "--source", "demo", "--out", str(out), **FAST_DEMO)
+    assert done.returncode == 0
+    rate, samples = read_wav(out)
+    said = re.fullmatch(rf"voicestream: wrote {re.escape(str(out))} \((\d+\.\d) s of speech\)\n",
+                        done.stderr)  # fmt: skip
+    assert said is not None, done.stderr
+    assert float(said[1]) == pytest.approx(len(samples) / rate, abs=0.06)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from conftest import Cli
+from conftest import Cli, wrote
 from test_faults import ANSWER, FAST_RESUME, FAULT_IDS, FAULTS, KEY, api_env
 from wavcheck import read_wav, voiced_fraction
 
@@ -98,7 +98,7 @@ def test_anthropic_answer_is_printed_and_spoken(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == answer + "\n"
-    assert result.stderr == ""
+    assert result.stderr == wrote(out, result.stderr)  # and nothing else
     (request,) = fake_api.requests
     assert request.path == "/v1/messages"
     assert request.body["model"] == "claude-test-model" and request.body["max_tokens"] == 77
@@ -127,7 +127,7 @@ def test_a_broken_stream_is_resumed_and_the_answer_heard_once(
     result = cli.run("say", "question", "--out", str(out), **api_env(fake_api), **FAST_RESUME)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ANSWER + "\n"  # nothing said twice, nothing skipped
-    assert result.stderr == ""
+    assert result.stderr == wrote(out, result.stderr)  # and nothing else
     first, second = fake_api.requests
     prefill = second.body["messages"][-1]
     assert prefill["role"] == "assistant" and prefill["content"] == ANSWER[: 5 * cut].rstrip()

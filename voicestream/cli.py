@@ -306,6 +306,8 @@ async def _say_one(
         print(f"voicestream: {redact(notice)}", file=stderr)
     if result.error is not None:
         raise result.error
+    if out is not None:  # where the audio went
+        print(f"voicestream: wrote {out} ({result.metrics.audio_s:.1f} s of speech)", file=stderr)
     return 0
 
 
