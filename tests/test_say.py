@@ -75,8 +75,27 @@ def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
 def test_voices_lists_espeak_voices(cli: Cli) -> None:
     result = cli.run("voices")
     assert result.returncode == 0
-    assert len(result.stdout.splitlines()) > 20
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:2] == ["VOICE", "(--voice)"] and len(rows) > 20
     assert re.search(r"^gmw/en-us\s", result.stdout, re.M)
+    (default,) = [row for row in rows if row.endswith("(the default)")]
+    assert default.startswith("gmw/en ")
+    chosen = cli.run("voices", VOICESTREAM_VOICE_VOICE="German")
+    assert [r.split()[0] for r in chosen.stdout.splitlines() if "default" in r] == ["gmw/de"]
+    # Read by a pipe that closes after a line (| head -1): no error.
+    process = cli.popen("voices")
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"VOICE")
+    process.stdout.close()
+    assert process.wait(timeout=30) == 0 and process.stderr.read() == b""
+
+
+def test_a_voice_may_be_named_by_its_language(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "de.wav"
+    result = cli.run("say", "-", "--voice", "de", "--out", str(out), input="Guten Tag.")
+    assert result.returncode == 0, result.stderr
+    near = cli.run("say", "hi", "--source", "demo", "--null", "--voice", "dee")
+    assert near.returncode == 2 and "(did you mean 'de'?)" in near.stderr
 
 
 def test_voice_flag_takes_a_listed_voice(cli: Cli, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -361,17 +362,34 @@ def _voices(args: argparse.Namespace, stdout: TextIO) -> int:
         from .synthesizers.piper import voice_paths
 
         directory = Path(cfg.voice.piper_dir).expanduser() if cfg.voice.piper_dir else None
+        print("VOICE (--voice)", file=stdout)
         for i, path in enumerate(voice_paths(directory)):
             print(f"{path}{'  (bundled, the default)' if i == 0 else ''}", file=stdout)
         return 0
     if cfg.voice.engine == "silent":
         print("silent  (one voice: silence as long as speech would take)", file=stdout)
         return 0
-    from .synthesizers.espeak import list_voices
+    from .synthesizers.espeak import default_voice, list_voices, resolve_voice
 
+    default = resolve_voice(cfg.voice.voice) if cfg.voice.voice else default_voice()
+    print(f"{'VOICE (--voice)':<24} {'NAME':<32} LANGUAGE", file=stdout)
     for vid, name, languages in list_voices():
-        print(f"{vid:<24} {name:<32} {languages}", file=stdout)
+        mark = "  (the default)" if vid == default else ""
+        print(f"{vid:<24} {name:<32} {languages}{mark}", file=stdout)
     return 0
+
+
+def _listed(command: Any, args: argparse.Namespace, stdout: TextIO) -> int:
+    """A listing read by a pipe that closes early (``| head``) ends quietly."""
+    try:
+        code: int = command(args, stdout)
+        stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stdout.fileno())  # nothing more reaches the closed pipe
+        return 0
+    return code
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -418,7 +436,7 @@ def run(
         parser.commands["say"].error("argument --play: not allowed with argument --null")
     try:
         if args.command == "voices":
-            return _voices(args, stdout)
+            return _listed(_voices, args, stdout)
         if args.command == "devices":
             return _devices(stdout, stderr)
         if args.command == "bench":

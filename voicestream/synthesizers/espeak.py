@@ -118,12 +118,18 @@ def default_voice() -> str:
         return str(EspeakDriver._defaultVoice)
 
 
-def _resolve_voice(wanted: str) -> str:
+def resolve_voice(wanted: str) -> str:
+    """The id of a voice named by its id ("gmw/en-us"), its name ("English (America)"),
+    or its language ("en-us", "de"); :class:`UsageError` with the closest otherwise."""
     voices = list_voices()
+    key = wanted.strip().lower()
     for vid, name, _ in voices:
-        if wanted.lower() in (vid.lower(), name.lower()):
+        if key in (vid.lower(), name.lower(), vid.lower().rsplit("/", 1)[-1]):
             return vid
-    names = [v[1] for v in voices] + [v[0] for v in voices]
+    for vid, _, languages in voices:
+        if key in languages.lower().split(","):
+            return vid
+    names = [v[1] for v in voices] + [v[0] for v in voices] + [v[2] for v in voices]
     match = difflib.get_close_matches(wanted, names, n=1)
     hint = f" (did you mean '{match[0]}'?)" if match else ""
     raise UsageError(f"unknown voice '{wanted}'{hint}; 'voicestream voices' lists them")
@@ -140,7 +146,7 @@ class EspeakSynthesizer(ThreadedSynthesizer):
     @classmethod
     async def open(cls, voice: str = "", words_per_minute: int = 180) -> EspeakSynthesizer:
         """Load espeak-ng and check the voice; raises :class:`UsageError` if either fails."""
-        vid = await trio.to_thread.run_sync(_resolve_voice, voice) if voice else ""
+        vid = await trio.to_thread.run_sync(resolve_voice, voice) if voice else ""
         return cls(vid, words_per_minute)
 
     def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
