@@ -108,6 +108,8 @@ def _seconds(audio: Audio) -> float:
 
 @dataclass
 class ChannelFigures:
+    # The most held; above the capacity when one item was larger than the bound (an
+    # item always enters an empty channel: a long sentence's audio never blocks).
     peak_used: float
     peak_capacity: float
     capacity: float
