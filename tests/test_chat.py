@@ -24,6 +24,7 @@ from voicestream.audio import Audio
 from voicestream.config import load as load_config
 from voicestream.conversation import CUT_OFF
 from voicestream.sinks import NullSink
+from voicestream.sources.demo import demo_chat_answer
 from voicestream.testing import FakeAnthropic, Terminal, wait_for
 from voicestream.words import spans
 
@@ -123,7 +124,7 @@ def test_commands_at_the_prompt(cli: Cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "/voice NAME" in result.stdout and "Enter or Esc" in result.stdout
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("voicestream: no ANTHROPIC_API_KEY") and "demo" in lines[0]
+    assert lines[0].startswith("voicestream: ANTHROPIC_API_KEY is not set") and "demo" in lines[0]
     assert "'voice.rate' must be from 80 to 500, not 9000" in lines[1]
     assert "'voice.rate' must be from 80 to 500, not 0" in lines[2]  # and the answer still comes
     assert "220 words per minute" in lines[3]
@@ -300,3 +301,17 @@ def test_chat_loads_the_sdk_while_the_first_question_is_typed(cli: Cli) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "0"]  # not loaded at start; loaded while typing
+
+
+def test_piped_questions_get_answers_apart_and_a_chosen_demo_needs_no_notice(
+    cli: Cli, tmp_path: Path
+) -> None:
+    result = cli.run(
+        "chat", "--source", "demo", "--out", "answers", input="First?\nSecond?\n", **FAST_DEMO
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ANTHROPIC_API_KEY" not in result.stderr  # the demo was asked for
+    first, second = demo_chat_answer(0), demo_chat_answer(1)
+    assert result.stdout == f"{first}\n\n{second}\n"  # a blank line between the answers
+    unchosen = cli.run("chat", "--out", "answers", input="First?\n", **FAST_DEMO)
+    assert "ANTHROPIC_API_KEY is not set" in unchosen.stderr  # the demo by default: said why

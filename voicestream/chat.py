@@ -84,6 +84,7 @@ class Chat:
         self.number = next_number(out_dir) if out_dir is not None else 1
         self.conversation = Conversation()
         self.asked = 0
+        self.written = False  # an answer's text is on stdout (piped: a blank line next)
         self.last: Playback | None = None
         self.synthesizer: Synthesizer | None = None
         self.answering: Answer | None = None
@@ -105,8 +106,11 @@ class Chat:
                 if self.config.output.device:
                     raise
                 raise UsageError(NO_DEVICE) from e
-        if self.source == "demo":
-            self.say("voicestream: no ANTHROPIC_API_KEY: chatting with offline demo answers")
+        if self.source == "demo" and self.config.source.name == "auto":  # not chosen: say why
+            self.say(
+                "voicestream: ANTHROPIC_API_KEY is not set (nor OPENAI_BASE_URL or "
+                "OPENAI_API_KEY); chatting with offline demo answers"
+            )
         if self.keyboard.tty:
             self.say("Ask a question; Enter or Esc stops an answer; /help lists the commands.")
         async with trio.open_nursery() as nursery:
@@ -167,6 +171,9 @@ class Chat:
         except UsageError as e:  # a question that cannot be sent: said, and the prompt back
             self.say(f"voicestream: {e}")
             return
+        if self.written and not self.keyboard.tty:
+            self.captions.write("\n")  # piped: a blank line between one answer and the next
+            self.written = False
         self.asked += 1
         path = None
         if self.out_dir is not None:
@@ -195,6 +202,7 @@ class Chat:
             self.answering = None
         for notice in result.notices:
             self.say(f"voicestream: {notice}")
+        self.written = self.written or bool(result.text.strip())
         interrupted = result.outcome == "stopped"
         self._finish(
             question, result.text.strip(), playback, answer.timeline, interrupted, result.error,
