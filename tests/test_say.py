@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,16 @@ def test_without_a_key_the_demo_is_spoken_with_a_notice(cli: Cli, tmp_path: Path
 
 def test_metrics_file_has_the_figures(cli: Cli, tmp_path: Path) -> None:
     metrics = tmp_path / "m.json"
+    begun = time.monotonic()
     result = cli.run(
         "say", "--source", "demo", "--out", str(tmp_path / "a.wav"), "--metrics", str(metrics),
         VOICESTREAM_DEMO_TOKENS_PER_S="2000",
     )  # fmt: skip
+    process_s = time.monotonic() - begun
     assert result.returncode == 0, result.stderr
     figures = json.loads(metrics.read_text())
+    # What the person waited before the request, within the whole process's time.
+    assert 0 < figures["start_s"] < figures["start_s"] + figures["wall_s"] < process_s
     assert figures["ttft_s"] >= 0.4  # the demo's first-token delay
     assert figures["ttft_s"] <= figures["ttfa_s"] <= figures["wall_s"]
     assert figures["tokens"] > 100 and figures["chunks"] >= 10

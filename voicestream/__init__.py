@@ -16,7 +16,10 @@ Ctrl-C) before trio, numpy or an SDK are imported.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import TYPE_CHECKING, Any
+
+BEGUN = time.monotonic()  # when voicestream was imported: a command's start (start_s)
 
 __version__ = "0.1.0"
 

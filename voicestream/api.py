@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ async def speak(
     ``sys.stdout``) gets the text as it streams. A failure raises the
     :class:`voicestream.VoicestreamError` the command line would print.
     """
+    begun = time.monotonic()
     config = config or load_config()
     play = out is None if play is None else play
     if isinstance(source, str):
@@ -72,7 +74,7 @@ async def speak(
     sink = open_output(
         synthesizer.sample_rate, config.output, Path(out) if out is not None else None, play
     )
-    answer = Answer(answer_source, synthesizer, sink, config, captions=captions)
+    answer = Answer(answer_source, synthesizer, sink, config, captions=captions, begun=begun)
     result = await answer.run()
     if result.error is not None:
         raise result.error

@@ -293,9 +293,12 @@ async def _say_one(
                 raise UsageError(
                     f"no audio output device found to --play on; drop --play to write {out} only"
                 ) from e
+        from . import BEGUN
+
         answer = Answer(
-            open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout)
-        )
+            open_source(name, cfg, prompt), synthesizer, sink, cfg, captions=SafeOutput(stdout),
+            begun=BEGUN,
+        )  # fmt: skip
         running.append(answer)
         result = await answer.run()
     finally:

@@ -146,6 +146,9 @@ class Metrics:
     synthesis_s: float = 0.0  # the engine's work, all chunks: / audio_s = its real-time factor
     first_chunk_ready_s: float | None = None  # the first chunk's audio exists
     head_start_s: float = 0.0  # the first audio waited for a slow engine (voicestream.pacing)
+    # From the command's start (or the API call) to the model request: what a person
+    # waits before ttft_s begins, the engine's load included (None: not measured).
+    start_s: float | None = None
     channels: dict[str, ChannelFigures] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # what the source reports (usage)
     # Live, for observers (the benchmark); not part of the report.

@@ -32,6 +32,7 @@ kept, by a sink that keeps leftovers), and the outcome is ``"stopped"``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -137,6 +138,7 @@ class Answer:
         captions: TextOut | None = None,
         on_event: Callable[[Event], None] | None = None,
         buffers: Buffers | None = None,
+        begun: float | None = None,
     ) -> None:
         self.source = source
         self.synthesizer = synthesizer
@@ -151,6 +153,7 @@ class Answer:
         self.pieces: list[str] = []
         self._scope = trio.CancelScope()
         self.stopped = False
+        self.begun = begun  # time.monotonic() when the person asked: metrics' start_s
 
     def statistics(self) -> Statistics:
         """What the answer holds right now: its channels (``pieces``, ``chunks``,
@@ -172,6 +175,8 @@ class Answer:
         try:
             with self._scope:
                 try:
+                    if self.begun is not None:
+                        self.metrics.start_s = time.monotonic() - self.begun
                     await self.source.check_cost()
                     await speak(
                         self.source,
