@@ -20,7 +20,7 @@ test: setup
 bench: setup
 	$(VENV)/bin/pip install -q -e '.[dev,piper,bench]'
 	$(VENV)/bin/python benchmarks/chunker.py
-	$(VENV)/bin/voicestream bench
+	$(VENV)/bin/voicestream bench --out benchmarks/results
 
 setup: system-packages $(VENV)/.installed
 

@@ -9,8 +9,10 @@ it, waste where the listener stops early; and the summary's means and worsts.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+from conftest import Cli
 
 from voicestream import bench
 
@@ -114,3 +116,22 @@ def test_targets_compare_with_the_best_baseline_that_is_as_good() -> None:
 def test_every_policy_finishes_the_answer(name: str) -> None:
     r = run(name, dataclasses.replace(SHORT, tokens=300), network=10 * 2**20)
     assert r.producer_timeouts == 0 and r.ttfa_s is not None and r.completion_s > 10
+
+
+def test_results_go_to_a_new_folder_unless_told_where(tmp_path: Path) -> None:
+    first = bench.results_dir(None, tmp_path)
+    second = bench.results_dir(None, tmp_path)
+    assert first != second and first.parent == second.parent == tmp_path
+    assert first.name.startswith("bench-") and first.is_dir() and second.is_dir()
+    chosen = bench.results_dir(tmp_path / "mine" / "results", tmp_path)
+    assert chosen == tmp_path / "mine" / "results" and chosen.is_dir()
+
+
+def test_without_the_bench_extra_the_hint_names_it(cli: Cli) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        pytest.skip("matplotlib is installed here: the bench extra is not missing")
+    done = cli.run("bench", "--seeds", "1")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "voicestream[bench]" in done.stderr

@@ -35,7 +35,8 @@ shipped ``[buffers]``). All of them are paced as the pipeline ships
 the first audio); ``Adaptive, whole chunks`` is the shipped buffers without it.
 
 Writes a markdown table to stdout, and buffers.json, buffers.md, occupancy.png and
-memory_vs_wait.png to --out (default: benchmarks/results).
+memory_vs_wait.png to --out (default: a new bench-DATE folder in the current one;
+``make bench`` writes the committed benchmarks/results).
 """
 
 from __future__ import annotations
@@ -547,7 +548,9 @@ def finish(fig: Any, ax: Any, path: Path, **labels: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compare buffer policies in virtual time.")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks") / "results")
+    parser.add_argument(
+        "--out", type=Path, help="where the results go (a new bench-DATE folder here)"
+    )
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 1..N (10)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -562,23 +565,38 @@ def main(argv: list[str] | None = None) -> int:
     print(network, file=sys.stderr)
     results = run_all(network_bytes, range(1, args.seeds + 1))
     summaries = summarize(results)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, Path.cwd())
     report = {
         "network_bytes": network_bytes,
         "stall_budget_s": STALL_BUDGET,
         "summaries": [asdict(r) for r in summaries],
         "runs": [{k: v for k, v in asdict(r).items() if k != "occupancy"} for r in results],
     }
-    (args.out / "buffers.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "buffers.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = f"{network}\n\n{table(summaries)}\n\n{targets(summaries)}\n"
-    (args.out / "buffers.md").write_text(markdown)
-    plots(results, args.out)
+    (out / "buffers.md").write_text(markdown)
+    plots(results, out)
     print(markdown)
     print(
-        f"{len(results)} runs in {time.perf_counter() - started:.0f} s of wall time",
+        f"{len(results)} runs in {time.perf_counter() - started:.0f} s of wall time; wrote "
+        f"buffers.md, buffers.json and the plots to {out}/",
         file=sys.stderr,
     )
     return 0
+
+
+def results_dir(out: Path | None, here: Path) -> Path:
+    """``out``, made; or a new ``bench-DATE-TIME`` folder in ``here``: a run never
+    writes over results it was not asked to (the committed ones are ``make bench``'s)."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = here / f"bench-{stamp}"
+        n = 1
+        while out.exists():
+            n += 1
+            out = here / f"bench-{stamp}-{n}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -404,7 +404,10 @@ def _bench(args: argparse.Namespace) -> int:
         argv = ["--sessions", args.sessions] if args.sessions else []
         return real(argv + (["--written-audio"] if args.written_audio else []))
     if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("the benchmark needs matplotlib: run 'make bench'")
+        raise UsageError(
+            "the benchmark's plots need matplotlib: pip install 'voicestream[bench]' "
+            "(in a checkout: .venv/bin/pip install -e '.[bench]')"
+        )
     from .bench import main as bench
 
     argv = ["--out", str(args.out)] if args.out else []
