@@ -160,12 +160,12 @@ def test_any_text_chunks_do_not_depend_on_the_cuts(
     assert chunks(text, list(range(len(text))), max_chars=max_chars) == whole
 
 
-def test_the_readme_shows_every_tricky_case_as_it_is() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_the_docs_show_every_tricky_case_as_it_is() -> None:
+    readme = (Path(__file__).parent.parent / "docs" / "how-it-works.md").read_text()
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", "↵")
 
     for rule, text, expected in CASES:
         row = f"| {rule} | {cell(text)} | " + " ‖ ".join(cell(c) for c in expected) + " |"
-        assert row in readme, f"README's tricky-case table is out of date: {rule}"
+        assert row in readme, f"docs/how-it-works.md's tricky-case table is out of date: {rule}"

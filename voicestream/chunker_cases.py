@@ -1,7 +1,7 @@
 """Tricky cases for the sentence chunker: (rule, text, the chunks a listener should get).
 
 The chunker's specification as data: each row is a test (tests/test_chunker.py),
-the README's table, and the false-split check of benchmarks/chunker.py.
+the table in docs/how-it-works.md, and the false-split check of benchmarks/chunker.py.
 """
 
 CASES: list[tuple[str, str, list[str]]] = [
