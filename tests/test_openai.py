@@ -295,7 +295,7 @@ def test_chat_with_the_openai_source_keeps_the_conversation(cli: Cli, fake: Fake
         **env(fake),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Paris is the capital.\n" * 2
+    assert result.stdout == "Paris is the capital.\n\nParis is the capital.\n"  # apart
     messages = fake.requests[1].body["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[2]["content"] == "Paris is the capital."
