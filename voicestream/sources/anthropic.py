@@ -85,6 +85,8 @@ def resumable(error: BaseException) -> bool:
     """Whether a failure mid-answer is worth resuming: the stream broke, not the request."""
     if isinstance(error, _Cut | _BadEvent | httpx2.TransportError):
         return True  # dropped, cut short, or a read timeout
+    if isinstance(error, anthropic.APIConnectionError):
+        return True  # the same, as anthropic 2.17 reports it mid-stream (timeouts too)
     if isinstance(error, anthropic.APIStatusError):
         return error.status_code in (200, 429) or error.status_code >= 500  # 200: event: error
     return False
