@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicestream.chunker import SentenceChunker
+from voicestream.chunker import ResumedChunker, SentenceChunker
 from voicestream.chunker_cases import CASES
 
 
@@ -169,3 +169,36 @@ def test_the_docs_show_every_tricky_case_as_it_is() -> None:
     for rule, text, expected in CASES:
         row = f"| {rule} | {cell(text)} | " + " ‖ ".join(cell(c) for c in expected) + " |"
         assert row in readme, f"docs/how-it-works.md's tricky-case table is out of date: {rule}"
+
+
+@given(
+    prose, st.integers(0, 60), st.integers(0, 30), st.integers(0, 10_000), st.integers(0, 10_000)
+)
+@settings(max_examples=300, deadline=None)
+def test_a_resumed_chunker_says_exactly_what_was_not_spoken(
+    text: str, spoken_whole: int, spoken_more: int, seed: int, seed2: int
+) -> None:
+    # An answer taken over: its first chunks were spoken (and perhaps the start of
+    # the next, where the chunks fall differently); the text is fed again from its
+    # start in other tokens, and what comes out is the rest, each word once.
+    first = chunks(text, llm_tokens(text, seed))
+    spoken = first[: min(spoken_whole, len(first))]
+    rest = " ".join(first[len(spoken) :])
+    if spoken_more and rest:  # part of the next chunk, as a shorter chunk said it
+        spoken.append(rest[: spoken_more % len(rest)].strip())
+    resumed = ResumedChunker(None, spoken)
+    out: list[str] = []
+    last = 0
+    for cut in llm_tokens(text, seed2):
+        out += resumed.feed(text[last:cut])
+        last = cut
+    out += resumed.flush()
+    assert alnum(" ".join(spoken + out)) == alnum(text)
+    assert all(c == c.strip() and c for c in out)
+
+
+def test_a_resumed_chunker_whose_spoken_text_differs_says_everything_after() -> None:
+    # Not the text that was spoken (a model that wrote otherwise): nothing is dropped.
+    resumed = ResumedChunker(None, ["Something else entirely."])
+    text = "The first sentence here. The second one."
+    assert resumed.feed(text) + resumed.flush() == chunks(text)

@@ -323,3 +323,21 @@ def test_a_refused_connection_is_one_line(cli: Cli) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "could not connect" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize("strategy", ["instruct", "prefill"])
+async def test_a_source_resumed_from_text_said_elsewhere_writes_only_the_rest(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    from voicestream.config import OpenAIConfig
+    from voicestream.sources.openai import OpenAISource
+
+    for name, value in env(fake).items():
+        monkeypatch.setenv(name, value)
+    fake.script = OpenAIScript(text=ANSWER, piece=5, resume="repeat")
+    said = ANSWER[:47]
+    source = OpenAISource(OpenAIConfig(resume=strategy), "q", resume_from=said)
+    rest = "".join([piece async for piece in source.stream()])
+    assert said + rest == ANSWER  # its repeated last word spliced away
+    (request,) = fake.requests
+    assert {"role": "assistant", "content": said} in request.body["messages"]

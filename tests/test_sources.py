@@ -331,3 +331,24 @@ def test_usage_is_summed_over_every_request_of_an_answer(
     report = json.loads(metrics.read_text())["source"]
     # Each request is billed 12 input tokens (7 of them read from the cache).
     assert report["input_tokens"] == 24 and report["cache_read_input_tokens"] == 14
+
+
+@pytest.mark.parametrize("cut", [47, 48], ids=["mid-word", "after-a-space"])
+async def test_a_source_resumed_from_text_said_elsewhere_writes_only_the_rest(
+    fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    # What a server process taking over a dead one's answer asks for: the text so far
+    # goes as the prefill (without its trailing space, which the API refuses) and
+    # only what follows it comes out, spaced as the model writes it.
+    from voicestream.config import AnthropicConfig
+    from voicestream.sources.anthropic import AnthropicSource
+
+    for name, value in api_env(fake_api).items():
+        monkeypatch.setenv(name, value)
+    fake_api.script = Script(text=ANSWER, piece=5)
+    said = ANSWER[:cut]
+    source = AnthropicSource(AnthropicConfig(), "q", resume_from=said)
+    rest = "".join([piece async for piece in source.stream()])
+    assert said + rest == ANSWER
+    (request,) = fake_api.requests
+    assert request.body["messages"][-1] == {"role": "assistant", "content": said.rstrip()}

@@ -713,3 +713,49 @@ class SentenceChunker:
         if newline < 0:
             return (len(self._buf), Cut.LINE) if self._final else None
         return newline, Cut.LINE
+
+
+class ResumedChunker(SentenceChunker):
+    """A :class:`SentenceChunker` for an answer taken over mid-way: fed the answer's
+    text again from its start, it leaves out what was ``spoken`` already (the texts
+    of its chunks, in order) and returns only the rest. The chunks need not fall
+    where they fell the first time: what was spoken is matched character by
+    character, whitespace aside, and a chunk spoken in part gives its unspoken end.
+    """
+
+    def __init__(self, config: ChunkerConfig | None, spoken: list[str]) -> None:
+        super().__init__(config)
+        self._spoken = "".join("".join(text.split()) for text in spoken)
+
+    def feed(self, text: str) -> list[str]:
+        return self._unspoken(super().feed(text))
+
+    def flush(self) -> list[str]:
+        return self._unspoken(super().flush())
+
+    def _unspoken(self, chunks: list[str]) -> list[str]:
+        out: list[str] = []
+        for chunk in chunks:
+            if not self._spoken:
+                out.append(chunk)
+                continue
+            bare = "".join(chunk.split())
+            if self._spoken.startswith(bare):  # spoken whole
+                self._spoken = self._spoken[len(bare) :]
+            elif bare.startswith(self._spoken):  # spoken in part: its end
+                out.append(_after(chunk, len(self._spoken)))
+                self._spoken = ""
+            else:  # not what was spoken: say everything from here on
+                self._spoken = ""
+                out.append(chunk)
+        return [chunk for chunk in out if chunk.strip()]
+
+
+def _after(text: str, count: int) -> str:
+    """``text`` after its first ``count`` characters that are not whitespace."""
+    for i, char in enumerate(text):
+        if count == 0:
+            return text[i:].lstrip()
+        if not char.isspace():
+            count -= 1
+    return ""

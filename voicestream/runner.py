@@ -73,6 +73,7 @@ class Chunk:
     audio_s: float
     words: tuple[Word, ...] = ()
     rate: int = 0
+    audio: Audio | None = field(default=None, compare=False, repr=False)  # the chunk's audio
 
     def word_starts_s(self) -> list[float]:
         """Where each word starts in the answer's audio, in seconds."""
@@ -139,6 +140,7 @@ class Answer:
         on_event: Callable[[Event], None] | None = None,
         buffers: Buffers | None = None,
         begun: float | None = None,
+        chunker: SentenceChunker | None = None,
     ) -> None:
         self.source = source
         self.synthesizer = synthesizer
@@ -154,6 +156,7 @@ class Answer:
         self._scope = trio.CancelScope()
         self.stopped = False
         self.begun = begun  # time.monotonic() when the person asked: metrics' start_s
+        self.chunker = chunker or SentenceChunker(config.chunker)
 
     def statistics(self) -> Statistics:
         """What the answer holds right now: its channels (``pieces``, ``chunks``,
@@ -184,7 +187,7 @@ class Answer:
                         self.sink,
                         captions=_Recorder(self),
                         buffers=self.buffers,
-                        chunker=SentenceChunker(self.config.chunker),
+                        chunker=self.chunker,
                         metrics=self.metrics,
                         timeline=self.timeline,
                         on_chunk=self._chunk if self.listened else None,
@@ -220,7 +223,9 @@ class Answer:
         return notices
 
     def _chunk(self, index: int, audio: Audio, start_s: float) -> None:
-        self.on_event(Chunk(index, audio.text, start_s, audio.seconds, audio.words, audio.rate))
+        self.on_event(
+            Chunk(index, audio.text, start_s, audio.seconds, audio.words, audio.rate, audio)
+        )
 
     def _block(self, audio: Audio, start_s: float) -> None:
         self.on_event(Block(audio, start_s))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import trio
@@ -70,6 +71,30 @@ class TextSource(BaseSource):
             return
         async for piece in self.text:
             yield piece
+
+
+class Replayed(BaseSource):
+    """``pieces`` written already, then the rest from ``source`` (made with
+    ``resume_from`` those pieces): an answer taken over, read again from its start."""
+
+    def __init__(self, pieces: list[str], source: Source) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self.source = source
+        self.notices = source.notices
+
+    async def stream(self) -> AsyncGenerator[str]:
+        for piece in self.pieces:
+            yield piece
+        async with aclosing(self.source.stream()) as rest:
+            async for piece in rest:
+                yield piece
+
+    async def check_cost(self) -> None:
+        await self.source.check_cost()
+
+    def report(self) -> dict[str, Any]:
+        return self.source.report()
 
 
 Causes = dict[int, tuple[str, str]]  # HTTP status: (what went wrong, what to do)
@@ -192,10 +217,13 @@ def open_source(
     prompt: str,
     environ: Mapping[str, str] | None = None,
     history: list[dict[str, Any]] | None = None,
+    resume_from: str = "",
 ) -> Source:
     """Build the named (already resolved) source; checks its settings but sends nothing.
 
     ``history`` holds the earlier turns of a conversation, as Messages API messages.
+    ``resume_from``: the answer so far, written to someone else: the source goes on
+    after it (with its resume, as after a dropped stream) and yields only the rest.
     """
     check_source(name, config, prompt, environ)
     for i, turn in enumerate(history or ()):
@@ -203,7 +231,7 @@ def open_source(
     if name == "demo":
         from .demo import DemoSource
 
-        return DemoSource(config.demo)
+        return DemoSource(config.demo, resume_from=resume_from)
     if name == "stdin":
         from .stdin import StdinSource
 
@@ -211,7 +239,7 @@ def open_source(
     if name == "openai":
         from .openai import OpenAISource
 
-        return OpenAISource(config.openai, prompt, history)
+        return OpenAISource(config.openai, prompt, history, resume_from)
     from .anthropic import AnthropicSource
 
-    return AnthropicSource(config.anthropic, prompt, history)
+    return AnthropicSource(config.anthropic, prompt, history, resume_from)

@@ -104,9 +104,14 @@ class AnthropicSource(BaseSource):
     """
 
     def __init__(
-        self, config: AnthropicConfig, prompt: str, history: list[dict[str, Any]] | None = None
+        self,
+        config: AnthropicConfig,
+        prompt: str,
+        history: list[dict[str, Any]] | None = None,
+        resume_from: str = "",
     ) -> None:
         super().__init__()
+        self.resume_from = resume_from  # the answer so far, written elsewhere
         self.config = config
         self.prompt = prompt
         self.history = list(history or [])  # earlier turns of a conversation
@@ -198,8 +203,8 @@ class AnthropicSource(BaseSource):
         config = self.config
         client = anthropic.AsyncAnthropic(max_retries=config.max_retries, timeout=config.timeout_s)
         history = [*self.history, {"role": "user", "content": self.prompt}]
-        turn = ""  # the text of the assistant turn being streamed (prefilled on resume)
-        said = ""  # everything said so far, across turns
+        turn = self.resume_from  # the assistant turn being streamed (prefilled on resume)
+        said = self.resume_from  # everything said so far, across turns
         rounds = 0
         try:
             while True:

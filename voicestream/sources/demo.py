@@ -44,10 +44,12 @@ def tokens(text: str, rng: random.Random) -> Iterator[str]:
 
 
 class DemoSource(BaseSource):
-    def __init__(self, config: DemoConfig, text: str | None = None) -> None:
+    def __init__(self, config: DemoConfig, text: str | None = None, resume_from: str = "") -> None:
         super().__init__()
         self.config = config
         self.text = demo_answer() if text is None else text
+        if resume_from and self.text.startswith(resume_from):
+            self.text = self.text[len(resume_from) :]  # the rest, as a resumed model writes it
 
     async def stream(self) -> AsyncGenerator[str]:
         seed = self.config.seed if self.config.seed >= 0 else None

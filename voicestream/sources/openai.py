@@ -136,9 +136,14 @@ class OpenAISource(BaseSource):
     """One answer streamed from a Chat Completions server; see the module docstring."""
 
     def __init__(
-        self, config: OpenAIConfig, prompt: str, history: list[dict[str, Any]] | None = None
+        self,
+        config: OpenAIConfig,
+        prompt: str,
+        history: list[dict[str, Any]] | None = None,
+        resume_from: str = "",
     ) -> None:
         super().__init__()
+        self.resume_from = resume_from  # the answer so far, written elsewhere
         self.config = config
         self.prompt = prompt
         self.history = list(history or [])
@@ -183,8 +188,8 @@ class OpenAISource(BaseSource):
             *self.history,
             {"role": "user", "content": self.prompt},
         ]
-        turn = ""  # the assistant turn being streamed, kept whole across resumes
-        said = ""
+        turn = self.resume_from  # the assistant turn being streamed, kept whole across resumes
+        said = self.resume_from
         rounds = 0
         try:
             while True:
