@@ -2,7 +2,7 @@
 # (system packages with apt-get, Python packages into .venv) and is idempotent.
 VENV := .venv
 SYSTEM_PACKAGES := libespeak-ng1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins \
-  chromium chromium-driver
+  chromium chromium-driver redis-server
 CODE := voicestream tests benchmarks
 
 .PHONY: demo test bench setup system-packages

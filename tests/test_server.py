@@ -21,7 +21,10 @@ import trio.testing
 from conftest import Cli
 
 from voicestream import server as serving
+from voicestream.audio import Audio
 from voicestream.config import Config, ServerConfig, VoiceConfig
+from voicestream.relay import AudioLog, Gone
+from voicestream.runner import Chunk
 from voicestream.testing import FakeAnthropic, Script, wait_for
 from voicestream.words import spans
 
@@ -310,12 +313,14 @@ async def test_audio_a_client_fell_too_far_behind_for_is_a_clear_error(
     fake_api.script = Script(text=TEXT * 3, piece=20)
     async with running(fake_api, monkeypatch, window_s=2.0, lead_s=1.0) as (server, client):
         created = await ask(client)
-        live = server.answers[created["id"]]
+        live = server.answers[created["id"]].log
         await trio.to_thread.run_sync(wait_for, lambda: live.audio.first > 0, 20)
         late = await client.get(created["audio"])  # from the start: no longer kept
         assert late.status_code == 410 and "from_s" in late.json()["error"]
 
-        assert live.audio.held <= int(2.0 * live.audio.rate) * 2  # never more than the window
+        newest = max(json.loads(d)["audio_s"] for _, name, d in live.events if name == "chunk")
+        rate = live.audio.rate
+        assert live.audio.held <= 2 * (int(2.0 * rate) + round(newest * rate))  # window + chunk
         current = live.audio.end / 2 / live.audio.rate
         async with client.stream("GET", f"{created['audio']}?from_s={current:.2f}") as fresh:
             assert fresh.status_code == 200 and "content-length" not in fresh.headers
@@ -325,23 +330,37 @@ async def test_audio_a_client_fell_too_far_behind_for_is_a_clear_error(
         await client.delete(f"/v1/answers/{created['id']}")
 
 
-async def test_the_audio_stream_keeps_a_window_and_paces_to_the_clock(
+async def test_the_audio_log_keeps_a_window(clock: trio.testing.MockClock) -> None:
+    log = AudioLog(rate=1000, window_s=2.0)
+    for i in range(10):  # ten chunks of 0.5 s
+        log.add(2 * 500 * i, np.full(500, i, dtype="<i2").tobytes())
+    # The newest chunk (from 4.5 s) and the 2 s before it.
+    assert log.held == int(2.5 * 1000) * 2 and log.first == int(2.5 * 1000) * 2
+    kept = np.frombuffer(await log.read(log.first), dtype="<i2")
+    assert list(kept[::500]) == [5, 6, 7, 8, 9]
+    with pytest.raises(Gone, match="no longer kept"):
+        await log.read(0)
+    log.close()
+    assert await log.read(log.end) == b""  # the end
+
+
+async def test_a_chunk_is_published_whole_with_its_event_when_it_starts_to_play(
     clock: trio.testing.MockClock,
 ) -> None:
-    from voicestream.audio import Audio
-
-    stream = serving.AudioStream(rate=1000, window_s=2.0, lead_s=1.0)
-    block = Audio(np.ones(500, dtype=np.int16), 1000, "")  # 0.5 s
+    live = serving.Live("a", 1000, {}, "voice", 0.0)
+    sink = serving.RelaySink(live, lead_s=1.0)
+    chunk = Audio(np.arange(2500, dtype=np.int16), 1000, "one")  # 2.5 s, played in 5 blocks
+    live.on_event(Chunk(0, "one", 0.0, 2.5, (), 1000, chunk))
+    assert not live.pending  # made, not yet playing: not published
     start = trio.current_time()
-    for _ in range(10):
-        await stream.write(block)
-    assert trio.current_time() - start == pytest.approx(5.0 - 1.0)  # real time, 1 s ahead
-    assert stream.held == 2 * 1000 * 2 and stream.first == 3 * 1000 * 2  # the last 2 s
-    assert len(await stream.read(stream.first)) == stream.held
-    with pytest.raises(serving.Gone, match="no longer kept"):
-        await stream.read(0)
-    stream.close()
-    assert await stream.read(stream.end) == b""  # the end
+    for k in range(5):
+        await sink.write(Audio(chunk.samples[500 * k : 500 * (k + 1)], 1000, "one"))
+        if k == 0:
+            event, audio = live.pending
+            assert (event.id, event.name, audio.id) == (1, "chunk", 0)
+            assert audio.pcm == chunk.samples.astype("<i2").tobytes()  # all of it, at once
+    assert len(live.pending) == 2  # the later blocks add nothing
+    assert trio.current_time() - start == pytest.approx(2.5 - 1.0)  # real time, 1 s ahead
 
 
 async def test_a_client_that_stops_reading_is_dropped(
@@ -350,7 +369,7 @@ async def test_a_client_that_stops_reading_is_dropped(
     fake_api.script = Script(text=TEXT * 60, piece=40)  # minutes of speech: MBs of audio
     async with running(fake_api, monkeypatch, send_timeout_s=0.5) as (server, client):
         created = await ask(client)
-        live = server.answers[created["id"]]
+        live = server.answers[created["id"]].log
         host, port = client.base_url.host, client.base_url.port
         stuck = await trio.open_tcp_stream(host, port)  # asks for the audio, never reads
         request = f"GET {created['audio']} HTTP/1.1\r\nHost: {host}\r\n\r\n"
@@ -444,7 +463,7 @@ def test_serve_starts_from_the_command_line(cli: Cli) -> None:
     try:
         assert process.stderr is not None
         url = process.stderr.readline().decode().split(" on ")[1].split("/ ")[0]
-        assert httpx2.get(f"{url}/healthz").json() == {"ok": True, "answers": 0}
+        assert httpx2.get(f"{url}/healthz").json() == {"ok": True, "answers": 0, "relay": "memory"}
         assert "<html" in httpx2.get(f"{url}/").text.lower()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 130

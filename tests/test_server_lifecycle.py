@@ -97,6 +97,6 @@ async def test_a_finished_answer_is_kept_for_the_retention_time(
         while live.finished_at is None:
             await trio.sleep(0.1)
         await trio.sleep(retention_s - 1)
-        assert server.answers.get(live.id) is live  # still there to resume
+        assert await server.relay.log(live.id) is live.log  # still there to resume
         await trio.sleep(2)
-        assert live.id not in server.answers and not server.finished
+        assert await server.relay.log(live.id) is None and not server.relay.finished

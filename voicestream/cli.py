@@ -128,6 +128,12 @@ def _parser() -> _Parser:
     serve.add_argument(
         "--access-log", nargs="?", const="-", metavar="FILE", help="log each request (stderr)"
     )
+    serve.add_argument(
+        "--relay", metavar="URL", help="keep answers in Redis, shared by processes (redis://...)"
+    )
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="server processes on the one port (1)"
+    )
 
     bench = commands.add_parser(
         "bench", help="compare buffer policies in virtual time (--real: sessions at scale)"
@@ -174,6 +180,8 @@ def _flags(args: argparse.Namespace) -> configuration.Layer:
         ("server", "allowed_hosts", getattr(args, "allow_host", None)),
         ("server", "log_level", getattr(args, "log_level", None)),
         ("server", "access_log", getattr(args, "access_log", None)),
+        ("server", "relay", getattr(args, "relay", None)),
+        ("server", "workers", getattr(args, "workers", None)),
     ):
         if value is not None:
             flags.setdefault(table, {})[key] = value
@@ -322,17 +330,26 @@ async def _serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     name = resolve_name(cfg.source.name, os.environ)
     token = server.read_token(os.environ, args.token_file)
     server.check(cfg, name, token, os.environ)
+    worker = server.LISTEN_FD in os.environ  # one of serve --workers N's processes
+    if cfg.server.workers > 1 and not worker:
+        from .relay import open_relay
+        from .workers import supervise
+
+        async with open_relay(cfg.server):  # Redis is there, or one line and exit 2
+            pass
+        return await supervise(cfg.server, sys.argv[1:], name, stderr)
     if name == "anthropic":
         await preload(name)
 
     async with trio.open_nursery() as nursery:
         live, port = await nursery.start(server.serve, cfg, name, token)
-        print(
-            f"voicestream: serving {name} answers on http://{cfg.server.host}:{port}/ "
-            f"(Ctrl-C or SIGTERM stops)",
-            file=stderr,
-            flush=True,
-        )
+        if not worker:
+            print(
+                f"voicestream: serving {name} answers on http://{cfg.server.host}:{port}/ "
+                f"(Ctrl-C or SIGTERM stops)",
+                file=stderr,
+                flush=True,
+            )
     exit_code: int = live.exit_code
     return exit_code
 

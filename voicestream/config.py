@@ -138,6 +138,11 @@ class ServerConfig:
     body_timeout_s: float = number(10.0, 0.1, 3600)  # a request body must arrive in this time
     log_level: str = one_of("warning", LOG_LEVELS)
     access_log: str = ""  # "" none, "-" stderr, else a file
+    # Where answers are kept: "" this process's memory; redis://HOST:PORT/DB shared by
+    # every process on that Redis (voicestream.relay).
+    relay: str = ""
+    workers: int = number(1, 1, 64)  # processes on one port (more than one needs a relay)
+    lease_s: float = number(2.0, 0.5, 60)  # an answer whose owner was silent this long moves
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,8 @@ ORDERED = (
 Layer = dict[str, dict[str, Any]]
 
 ENV_PREFIX = "VOICESTREAM_"
-NOT_SETTINGS = frozenset({"VOICESTREAM_TOKEN"})  # a secret (serve's), never a config key
+# Not config keys: serve's secret, and the socket a worker of serve --workers listens on.
+NOT_SETTINGS = frozenset({"VOICESTREAM_TOKEN", "VOICESTREAM_LISTEN_FD"})
 ENV = "environment"
 
 

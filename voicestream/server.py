@@ -43,7 +43,6 @@ import os
 import secrets
 import signal
 import sys
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -58,12 +57,16 @@ from starlette.routing import Route
 
 from . import stopping
 from .audio import Audio
+from .chunker import ResumedChunker
 from .config import Config, ServerConfig
 from .errors import UsageError, redact, root_cause
 from .guard import Guard
+from .relay import FINAL, AnswerLog, Claim, Fenced, Gone, Item, Relay, RelayDown, open_relay
+from .relay.memory import MemoryRelay
 from .runner import Answer, Chunk, Event, Finished, Notice, Text
 from .sinks import ClockedSink
-from .sources import check_source, check_text, open_source
+from .sources import Replayed, Source, check_source, check_text, open_source
+from .synthesizers import Synthesizer
 from .voices import Busy, Voices
 
 log = logging.getLogger("voicestream.server")
@@ -73,10 +76,8 @@ MAX_EVENT_ID_DIGITS = 18
 WRITE_BYTES = 32 * 1024  # the most audio handed to a client at once
 STREAMING_SIZE = 0xFFFFFFFF  # a WAV header's sizes while the length is unknown
 SHUTDOWN = "the server is shutting down; ask again in a moment"
-
-
-class Gone(Exception):
-    """Audio a client asked for is older than the window kept."""
+FAILED = "the answer failed on the server (its log says why)"
+LISTEN_FD = "VOICESTREAM_LISTEN_FD"  # set by voicestream.workers: listen on this socket
 
 
 class Cut(Exception):
@@ -84,57 +85,23 @@ class Cut(Exception):
     transfer broken (an error of its own), not a clean end."""
 
 
-class AudioStream(ClockedSink):
-    """The answer's audio, played to a clock ``lead_s`` ahead of real time, its last
-    ``window_s`` seconds kept for readers (16-bit mono PCM, little-endian)."""
+class RelaySink(ClockedSink):
+    """The answer's audio, played to a clock ``lead_s`` ahead of real time, as a
+    speaker would. A chunk is published whole, with its ``chunk`` event, when its
+    first block plays: what the relay holds always ends at a chunk's end."""
 
-    def __init__(self, rate: int, window_s: float, lead_s: float) -> None:
-        self.rate = rate
-        self.window = int(window_s * rate) * 2  # bytes
+    def __init__(self, live: Live, lead_s: float) -> None:
+        self.live = live
         self.lead_s = lead_s
-        self.data = bytearray()
-        self.first = 0  # the byte offset in the answer's audio of data[0]
-        self.end = 0  # bytes written so far
-        self.closed = False
-        self._changed = trio.Event()
-
-    @property
-    def held(self) -> int:
-        return len(self.data)
+        self.samples = live.audio_base  # where the next block starts
 
     async def write(self, audio: Audio) -> None:
-        self.data += audio.samples.astype("<i2", copy=False).tobytes()
-        self.end += 2 * len(audio.samples)
-        if len(self.data) > self.window:
-            drop = len(self.data) - self.window
-            del self.data[:drop]
-            self.first += drop
-        self._notify()
+        self.live.played(self.samples)
+        self.samples += len(audio.samples)
         await self.play(audio.seconds)
 
     async def drain(self) -> None:
-        pass  # the answer is over once its audio is made; readers take it at their pace
-
-    def close(self) -> None:
-        self.closed = True
-        self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def read(self, offset: int) -> bytes:
-        """The audio from byte ``offset`` on, waiting until there is some; b"" at
-        the end; :class:`Gone` when it is no longer kept."""
-        while offset >= self.end and not self.closed:
-            await self._changed.wait()
-        if offset < self.first:
-            kept = self.first / 2 / self.rate
-            raise Gone(
-                f"audio before {kept:.1f} s is no longer kept (the server keeps the last "
-                "window_s seconds); resume from a later from_s"
-            )
-        return bytes(self.data[offset - self.first :])
+        pass  # the answer is over once its audio is out; readers take it at their pace
 
 
 def wav_header(rate: int, data_bytes: int | None = None) -> bytes:
@@ -161,42 +128,116 @@ def wav_header(rate: int, data_bytes: int | None = None) -> bytes:
 
 @dataclass
 class Live:
-    """One answer as the server keeps it: its events, its audio, who is attached."""
+    """An answer this process speaks (owns): what it has yet to publish to the
+    relay. A taken-over answer starts where its first owner's left off: at event
+    ``next_id``, chunk ``chunk_base``, sample ``audio_base``, its first ``said``
+    characters of text published already."""
 
     id: str
-    audio: AudioStream
+    rate: int
     environ: Mapping[str, str]  # its secrets are redacted from every event
     voice: str  # the key its synthesizer was acquired with (Voices.release)
+    started: float
+    log: AnswerLog | None = None  # this process's copy, when the relay keeps it here
+    next_id: int = 1
+    chunk_base: int = 0
+    audio_base: int = 0
+    said: int = 0
     answer: Answer = field(init=False)
-    events: list[tuple[int, str, str]] = field(default_factory=list)
-    attached: int = 0
-    alone_since: float = 0.0
-    finished_at: float | None = None
-    forgotten: trio.Event = field(default_factory=trio.Event)  # pushed out by newer ones
+    pending: list[Item] = field(default_factory=list)
+    unplayed: list[tuple[int, list[Item]]] = field(default_factory=list)  # by first sample
+    synthesized: int = 0  # samples
+    ended: bool = False  # its last event is pending or published
+    frozen: bool = False  # handed over: nothing more is published
     _changed: trio.Event = field(default_factory=trio.Event)
 
+    def __post_init__(self) -> None:
+        self.synthesized = self.audio_base
+
+    # What tests and the page's own readers look at, while the relay is this process.
+    @property
+    def events(self) -> list[tuple[int, str, str]]:
+        return self.log.events if self.log is not None else []
+
+    @property
+    def finished(self) -> bool:
+        return self.log.finished if self.log is not None else self.ended
+
+    @property
+    def finished_at(self) -> float | None:
+        return self.log.finished_at if self.log is not None else None
+
     def emit(self, name: str, data: Mapping[str, Any]) -> None:
-        if self.finished:
+        if self.ended or self.frozen:
             return  # nothing follows the last event
-        self.events.append((len(self.events) + 1, name, json.dumps(data)))
+        self.pending.append(Item(self.next_id, name, json.dumps(data)))
+        self.next_id += 1
+        self.ended = name in FINAL
+        if self.ended:
+            self.unplayed.clear()  # never played: never heard
+        self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
+    def played(self, sample: int) -> None:
+        """The block from ``sample`` plays: publish the chunks that start by then."""
+        while self.unplayed and self.unplayed[0][0] <= sample and not self.frozen:
+            _, items = self.unplayed.pop(0)
+            for item in items:
+                if not item.audio:
+                    item = Item(self.next_id, item.name, item.data)
+                    self.next_id += 1
+                self.pending.append(item)
+            self._wake()
+
+    async def batches(self) -> AsyncIterator[list[Item]]:
+        """What to publish, in order, all that is waiting at once; ends after the last
+        event (or when handed over)."""
+        while True:
+            if self.pending:
+                batch, self.pending = self.pending, []
+                yield batch
+            elif self.ended or self.frozen:
+                return
+            else:
+                await self._changed.wait()
+
     def on_event(self, event: Event) -> None:
         if isinstance(event, Text):
-            self.emit("text", {"text": event.text})
+            text = event.text
+            if self.said:  # published by the answer's first owner
+                skip = min(self.said, len(text))
+                text, self.said = text[skip:], self.said - skip
+            if text:
+                self.emit("text", {"text": text})
         elif isinstance(event, Chunk):
+            start = self.synthesized
+            samples = round(event.audio_s * self.rate)
+            self.synthesized += samples
+            start_s = start / self.rate
             words = [
                 {
                     "offset": w.offset,
                     "length": w.length,
-                    "audio_start_s": s,
+                    "audio_start_s": start_s + w.sample / event.rate,
                     "estimated": w.estimated,
                 }
-                for w, s in zip(event.words, event.word_starts_s(), strict=True)
+                for w in event.words
             ]
-            fields = ("index", "text", "audio_start_s", "audio_s")
-            self.emit("chunk", {f: getattr(event, f) for f in fields} | {"words": words})
+            data = {
+                "index": self.chunk_base + event.index,
+                "text": event.text,
+                "audio_start_s": start_s,
+                "audio_s": event.audio_s,
+                "words": words,
+            }
+            pcm = b"" if event.audio is None else event.audio.samples.astype("<i2").tobytes()
+            items = [Item(0, "chunk", json.dumps(data))]
+            if pcm:
+                items.append(Item(start, pcm=pcm))
+            self.unplayed.append((start, items))
         elif isinstance(event, Notice):
             self.emit("notice", {"message": redact(event.message, self.environ)})
         elif isinstance(event, Finished):
@@ -206,27 +247,6 @@ class Live:
                 reason = event.metrics.get("source", {}).get("stop_reason", "end_turn")
                 stop_reason = "stopped" if event.outcome == "stopped" else reason
                 self.emit("done", {"stop_reason": stop_reason, "metrics": event.metrics})
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.events) and self.events[-1][1] in ("done", "error")
-
-    async def events_after(self, last: int, heartbeat_s: float) -> AsyncIterator[str]:
-        """Server-sent events after id ``last``, as they come; a comment line when
-        nothing came for ``heartbeat_s``; ends after the last event."""
-        while True:
-            new = self.events[last:]
-            if new:  # all that is waiting, in one write
-                yield "".join(
-                    f"id: {eid}\nevent: {name}\ndata: {data}\n\n" for eid, name, data in new
-                )
-                last = new[-1][0]
-            if self.finished:
-                return
-            with trio.move_on_after(heartbeat_s) as waited:
-                await self._changed.wait()
-            if waited.cancelled_caught:
-                yield ": heartbeat\n\n"
 
 
 class Metrics:
@@ -266,7 +286,7 @@ class Metrics:
         m = live.answer.metrics
         self.timeouts.inc(sum(c.producer_timeouts for c in m.channels.values()))
         self.hard_cap.inc(sum(c.hard_cap_waits for c in m.channels.values()))
-        self.underruns.inc(live.audio.underruns)
+        self.underruns.inc(live.answer.sink.underruns)
         if m.ttft_s is not None:
             self.ttft.observe(m.ttft_s)
         if m.ttfa_s is not None:
@@ -341,7 +361,10 @@ def event_id(raw: str) -> int:
 
 
 class Server:
-    """The answers and the HTTP app; runs inside a trio nursery."""
+    """The answers this process speaks, and the HTTP app; runs inside a trio
+    nursery. Every answer, its events and its audio are in the relay (this
+    process's memory by default; Redis with ``--relay``): the server keeps only
+    what it has yet to publish of the answers it speaks."""
 
     def __init__(
         self,
@@ -349,6 +372,7 @@ class Server:
         source: str,
         token: str | None,
         environ: Mapping[str, str] | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -356,8 +380,8 @@ class Server:
         self.environ = dict(os.environ if environ is None else environ)
         if token is not None:  # a token from --token-file is redacted like the others
             self.environ["VOICESTREAM_TOKEN"] = token
-        self.answers: dict[str, Live] = {}
-        self.finished: OrderedDict[str, Live] = OrderedDict()  # oldest first
+        self.relay: Relay = relay if relay is not None else MemoryRelay(config.server)
+        self.answers: dict[str, Live] = {}  # the ones this process speaks now
         self.starting = 0  # answers admitted, not yet in self.answers
         self.metrics = Metrics()
         self.nursery: trio.Nursery | None = None
@@ -377,115 +401,208 @@ class Server:
     def per_answer_bytes(self) -> int:
         return int(self.config.server.window_s * self.sample_rate) * 2
 
-    def buffered(self) -> int:
-        return sum(live.audio.held for live in self.answers.values())
+    def limit(self) -> tuple[int, str]:
+        """How many answers may run at once, everywhere, and which setting says so."""
+        server = self.config.server
+        by_budget = int(server.budget_mb * 2**20) // self.per_answer_bytes()
+        if server.max_answers <= by_budget:
+            return server.max_answers, (
+                f"{server.max_answers} answers are running (--max-answers); ask again soon"
+            )
+        return by_budget, "the server's audio budget (server.budget_mb) is taken; ask again soon"
 
     def admits(self) -> str | None:
-        """Why a new answer cannot start now (None: it can)."""
-        server = self.config.server
+        """Why a new answer cannot start here now, before asking the relay (None: ask)."""
         if self.closing:
             return SHUTDOWN
-        running = len(self.running) + self.starting
-        if running >= server.max_answers:
-            return f"{server.max_answers} answers are running (--max-answers); ask again soon"
-        budget = server.budget_mb * 2**20
-        if self.buffered() + self.per_answer_bytes() * (running + 1) > budget:
-            return "the server's audio budget (server.budget_mb) is taken; ask again soon"
+        held = self.relay.held() + self.per_answer_bytes() * (len(self.running) + self.starting + 1)
+        if held > self.config.server.budget_mb * 2**20:
+            return self.limit()[1]
         return None
+
+    def refuse(self, why: str) -> BadRequest:
+        self.metrics.refused.inc()
+        return BadRequest(503, why, **{"Retry-After": "5"})
 
     async def admit(self, request: dict[str, Any]) -> Live:
         """Start an answer if there is room: the slot is taken before anything awaits,
         so a burst cannot pass ``max_answers``; :class:`BadRequest` says why not."""
         refused = self.admits()
         if refused is not None:
-            self.metrics.refused.inc()
-            raise BadRequest(503, refused, **{"Retry-After": "5"})
+            raise self.refuse(refused)
         self.starting += 1
         try:
             return await self.start_answer(request)
         except UsageError as e:
             raise BadRequest(422, str(e)) from None
         except Busy as e:
-            self.metrics.refused.inc()
-            raise BadRequest(503, str(e), **{"Retry-After": "5"}) from None
+            raise self.refuse(str(e)) from None
+        except RelayDown as e:
+            raise self.refuse(f"{e}; ask again in a moment") from None
         finally:
             self.starting -= 1
 
     async def start_answer(self, request: dict[str, Any]) -> Live:
-        assert self.nursery is not None
         source = open_source(
             self.source, self.config, request["prompt"], self.environ, request["history"]
         )
         voice, synthesizer = await self.voices.acquire(request["voice"], request["rate"])
-        server = self.config.server
-        audio = AudioStream(synthesizer.sample_rate, server.window_s, server.lead_s)
-        answer_id = secrets.token_urlsafe(18)
-        live = Live(answer_id, audio, self.environ, voice)
-        live.answer = Answer(source, synthesizer, audio, self.config, on_event=live.on_event)
-        live.alone_since = trio.current_time()
-        self.answers[answer_id] = live
+        try:
+            answer_id = secrets.token_urlsafe(18)
+            limit, why = self.limit()
+            if not await self.relay.admit(answer_id, request, synthesizer.sample_rate, limit):
+                raise self.refuse(why)
+        except BaseException:
+            self.voices.release(voice)
+            raise
+        live = Live(answer_id, synthesizer.sample_rate, self.environ, voice, trio.current_time())
+        self._launch(live, source, synthesizer)
+        return live
+
+    def _launch(
+        self, live: Live, source: Source, synthesizer: Synthesizer, chunker: Any = None
+    ) -> None:
+        assert self.nursery is not None
+        if isinstance(self.relay, MemoryRelay):
+            live.log = self.relay.logs[live.id]
+        sink = RelaySink(live, self.config.server.lead_s)
+        live.answer = Answer(
+            source, synthesizer, sink, self.config, on_event=live.on_event, chunker=chunker
+        )
+        self.answers[live.id] = live
         self.metrics.total.inc()
         self.nursery.start_soon(self._run, live)
-        return live
+
+    async def take_over(self, claim: Claim) -> bool:
+        """Speak on an answer whose owner went away, from its last published chunk: the
+        model's stream is reopened after the text published so far (the source's own
+        resume), that text is chunked again, and what was spoken of it is skipped.
+        False when this process cannot (it gave the answer back for another)."""
+        last = claim.events[-1] if claim.events else (0, "", "")
+        if last[1] in FINAL:  # its owner went away between its last event and its end
+            await self.relay.finish(claim.id)
+            return True
+        request = claim.request
+        texts = [json.loads(data)["text"] for _, name, data in claim.events if name == "text"]
+        spoken = [json.loads(data)["text"] for _, name, data in claim.events if name == "chunk"]
+        said = "".join(texts)
+        try:
+            source = open_source(
+                self.source, self.config, request["prompt"], self.environ, request["history"],
+                resume_from=said,
+            )  # fmt: skip
+            voice, synthesizer = await self.voices.acquire(request["voice"], request["rate"])
+        except (UsageError, Busy) as e:
+            log.warning("cannot take over answer %s here (%s); leaving it to another", claim.id, e)
+            await self.relay.release(claim.id)
+            return False
+        live = Live(
+            claim.id, synthesizer.sample_rate, self.environ, voice, trio.current_time(),
+            next_id=last[0] + 1, chunk_base=len(spoken), audio_base=claim.audio_end,
+            said=len(said),
+        )  # fmt: skip
+        replayed = Replayed(texts, source)
+        replayed.notices.append(
+            f"the server process speaking this answer went away; another took over after "
+            f"{claim.audio_end / synthesizer.sample_rate:.1f} s of audio"
+        )
+        chunker = ResumedChunker(self.config.chunker, spoken)
+        self._launch(live, replayed, synthesizer, chunker)
+        if claim.stop:
+            live.answer.stop()
+        log.warning("took over answer %s from a server process that went away", claim.id)
+        return True
 
     async def _run(self, live: Live) -> None:
         self.metrics.active.inc()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_attachment, live, nursery.cancel_scope)
-                await live.answer.run()
-                nursery.cancel_scope.cancel()
-        except Exception:  # whatever it is, it ends this answer and nothing else
-            log.exception("answer %s failed", live.id)
-            live.emit("error", {"message": "the answer failed on the server (its log says why)"})
+                nursery.start_soon(self._publish, live)
+                try:
+                    async with trio.open_nursery() as speaking:
+                        speaking.start_soon(self._keep_alive, live)
+                        await live.answer.run()
+                        speaking.cancel_scope.cancel()
+                except (Fenced, RelayDown):
+                    raise
+                except Exception:  # whatever it is, it ends this answer and nothing else
+                    log.exception("answer %s failed", live.id)
+                    live.emit("error", {"message": FAILED})
+            if live.frozen:
+                await self.relay.release(live.id)
+            else:
+                await self.relay.finish(live.id)
+        except Fenced:
+            log.warning("answer %s was taken over by another server process", live.id)
+        except RelayDown as e:
+            log.warning("answer %s ended: %s", live.id, e)
+        except Exception:  # the relay refused a write: a bug, and this answer's alone
+            log.exception("answer %s could not be published", live.id)
         finally:
             self.voices.release(live.voice)
             self.metrics.active.dec()
             self.metrics.finished(live)
-            live.audio.close()
-            live.finished_at = trio.current_time()
-        self._keep(live)
-        with trio.move_on_after(self.config.server.retention_s):
-            async with trio.open_nursery() as waiting:  # kept for resuming, while the server
-                for event in (self.stopped, live.forgotten):  # runs and newer ones leave room
-                    waiting.start_soon(_cancel_when, event, waiting.cancel_scope)
-        self.answers.pop(live.id, None)
-        self.finished.pop(live.id, None)
+            self.answers.pop(live.id, None)
 
-    def _keep(self, live: Live) -> None:
-        """Count a finished answer among the kept; the oldest beyond ``max_finished`` go."""
-        self.finished[live.id] = live
-        while len(self.finished) > self.config.server.max_finished:
-            _, oldest = self.finished.popitem(last=False)
-            self.answers.pop(oldest.id, None)
-            oldest.forgotten.set()
+    async def _publish(self, live: Live) -> None:
+        async for batch in live.batches():
+            await self.relay.publish(live.id, batch)
 
-    async def _watch_attachment(self, live: Live, done: trio.CancelScope) -> None:
-        grace = self.config.server.grace_s
+    async def _keep_alive(self, live: Live) -> None:
+        """Renew the answer's lease; stop it when no client anywhere has listened for
+        ``grace_s``; :class:`Fenced` when another process took it over."""
+        server = self.config.server
+        grace = server.grace_s
+        tick = min(server.lease_s / 3, grace / 4 if grace else 0.05, 1.0)
         while True:
-            await trio.sleep(min(1.0, grace / 4) if grace else 0.05)
-            alone = trio.current_time() - live.alone_since
-            if live.attached == 0 and alone >= grace:
+            await trio.sleep(tick)
+            if not await self.relay.renew(live.id):
+                raise Fenced(f"answer {live.id} has another owner")
+            alone = trio.current_time() - live.started >= grace
+            if alone and not await self.relay.watched(live.id, grace):
                 live.answer.stop()
                 live.answer.source.notices.append(
                     f"no client was attached for {grace:g} s (server.grace_s): stopped"
                 )
                 return
 
+    async def _stops(self) -> None:
+        """Stop the answers other processes were asked to stop (DELETE elsewhere)."""
+        async for answer_id in self.relay.stops():
+            live = self.answers.get(answer_id)
+            if live is not None:
+                live.answer.stop()
+
+    async def _claims(self) -> None:
+        """Take over, one by one, the answers whose owner went away."""
+        while not self.closing:
+            await trio.sleep(self.config.server.lease_s / 4)
+            try:
+                while not self.closing and (claim := await self.relay.claim()) is not None:
+                    if not await self.take_over(claim):
+                        break  # full here: the one given back waits for the next round
+            except RelayDown:
+                continue
+
     def attach(self, live: Live) -> None:
-        live.attached += 1
+        assert live.log is not None
+        live.log.attach()
 
     def detach(self, live: Live) -> None:
-        live.attached -= 1
-        if not live.attached:
-            live.alone_since = trio.current_time()
+        assert live.log is not None
+        live.log.detach()
 
     def shut_down(self) -> None:
-        """Stop taking answers; end every running one with an ``error`` event; return
-        from :func:`serve` once they have ended (a few seconds at most)."""
+        """Stop taking answers; end every running one with an ``error`` event (or,
+        with a shared relay, hand it to another process); return from :func:`serve`
+        once they have ended (a few seconds at most)."""
         self.closing = True
         for live in self.running:
-            live.emit("error", {"message": SHUTDOWN})
+            if isinstance(self.relay, MemoryRelay):
+                live.emit("error", {"message": SHUTDOWN})
+            else:
+                live.frozen = True
+                live._wake()
             live.answer.stop()
         self.stopped.set()
 
@@ -506,6 +623,8 @@ class Server:
                     response: Response = await handler(request)
                 except BadRequest as e:
                     return error(e.status, str(e), **e.headers)
+                except RelayDown as e:
+                    return error(503, f"{e}; ask again in a moment", **{"Retry-After": "5"})
                 except Exception as e:  # a bug: one 500 and the traceback in the log
                     log.exception("%s %s failed", request.method, request.url.path)
                     return error(500, f"the server failed: {type(e).__name__} (its log says why)")
@@ -513,15 +632,15 @@ class Server:
 
             return endpoint
 
-        def find(request: Any) -> Live:
-            live = self.answers.get(request.path_params["answer_id"])
-            if live is None:
+        async def find(request: Any) -> AnswerLog:
+            answer = await self.relay.log(request.path_params["answer_id"])
+            if answer is None:
                 raise BadRequest(
                     404,
                     f"no such answer (a finished answer is kept for {retention}, "
                     f"the newest {server.max_finished})",
                 )
-            return live
+            return answer
 
         async def read_body(request: Any) -> bytes:
             declared = request.headers.get("content-length", "")
@@ -549,7 +668,7 @@ class Server:
             )
 
         async def events(request: Any) -> Response:
-            live = find(request)
+            answer = await find(request)
             raw = request.headers.get("last-event-id") or request.query_params.get(
                 "last_event_id", "0"
             )
@@ -557,12 +676,12 @@ class Server:
             heartbeat = server.heartbeat_s
 
             async def body() -> AsyncIterator[str]:
-                self.attach(live)
+                answer.attach()
                 try:
-                    async for event in live.events_after(last, heartbeat):
+                    async for event in answer.events_after(last, heartbeat):
                         yield event
                 finally:
-                    self.detach(live)
+                    answer.detach()
 
             return Stream(
                 body(),
@@ -571,18 +690,18 @@ class Server:
             )
 
         async def audio(request: Any) -> Response:
-            live = find(request)
+            answer = await find(request)
             try:
                 from_s = float(request.query_params.get("from_s", "0"))
             except ValueError:
                 from_s = math.nan
             if not (math.isfinite(from_s) and from_s >= 0):
                 raise BadRequest(422, "from_s must be seconds, 0 or more")
-            stream = live.audio
+            stream = answer.audio
             offset = min(int(from_s * stream.rate) * 2, stream.end if stream.closed else 2**62)
-            if offset < stream.first:
-                raise BadRequest(410, f"audio before {stream.first / 2 / stream.rate:.1f} s "
-                                 "is no longer kept; resume from a later from_s")  # fmt: skip
+            gone = stream.gone(offset)
+            if gone is not None:
+                raise BadRequest(410, gone)
             # A complete answer has a length: real sizes in the header, Content-Length.
             length = stream.end - offset if stream.closed else None
             headers = {"Cache-Control": "no-cache"} | CLOSE
@@ -591,15 +710,15 @@ class Server:
 
             async def body() -> AsyncIterator[bytes]:
                 nonlocal offset
-                self.attach(live)
+                answer.attach()
                 try:
                     yield wav_header(stream.rate, length)
                     while True:
                         try:
                             data = await stream.read(offset)
-                        except Gone as gone:  # fell behind the window: said, then cut off
-                            live.emit("notice", {"message": f"an audio reader fell behind: {gone}"})
-                            raise Cut from gone
+                        except Gone as e:  # fell behind the window: cut off
+                            log.info("an audio reader of %s fell behind: %s", answer.id, e)
+                            raise Cut from e
                         if not data:
                             return
                         for at in range(0, len(data), WRITE_BYTES):  # a slow reader makes
@@ -607,27 +726,42 @@ class Server:
                             offset += len(piece)  # send timeout, write by write
                             yield piece
                 finally:
-                    self.detach(live)
+                    answer.detach()
 
             return Stream(body(), media_type="audio/wav", headers=headers)
 
         async def stop(request: Any) -> Response:
-            live = find(request)
-            if live.finished:
+            answer_id = request.path_params["answer_id"]
+            live = self.answers.get(answer_id)
+            if live is not None and not live.finished:
+                live.answer.stop()  # here: at once
+            try:
+                state = await self.relay.stop(answer_id)
+            except RelayDown as e:
+                raise self.refuse(f"{e}; ask again in a moment") from None
+            if state is None:
+                await find(request)  # the 404
+            if state == "finished":
                 raise BadRequest(409, "the answer has finished already; nothing to stop")
-            live.answer.stop()
             return Response(status_code=204)
 
         async def voices(request: Any) -> Response:
             return JSONResponse(self.voices.listing())
 
         async def healthz(request: Any) -> Response:
-            return JSONResponse({"ok": True, "answers": len(self.running)})
+            why = await self.relay.health()
+            if why is not None:
+                return JSONResponse({"ok": False, "relay": self.relay.name, "error": why}, 503)
+            shared = self.relay.name != "memory"  # which process answered, among several
+            return JSONResponse(
+                {"ok": True, "answers": len(self.running), "relay": self.relay.name}
+                | ({"process": os.getpid()} if shared else {})
+            )
 
         async def metrics(request: Any) -> Response:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-            self.metrics.buffered.set(self.buffered())
+            self.metrics.buffered.set(self.relay.held())
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         async def page(request: Any) -> Response:
@@ -673,11 +807,6 @@ class Stream(StreamingResponse):
     async def stream_response(self, send: Any) -> None:
         with contextlib.suppress(Cut):  # the connection closes with the body unfinished
             await super().stream_response(send)
-
-
-async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
 
 
 def time_out_writes(seconds: float) -> None:
@@ -811,6 +940,15 @@ def check(config: Config, source: str, token: str | None, environ: Mapping[str, 
             "serve answers prompts from HTTP: choose --source anthropic, openai or demo"
         )
     check_source(source, config, "?", environ)
+    if config.server.relay:
+        from .relay.redis import check_url
+
+        check_url(config.server.relay)
+    elif config.server.workers > 1:
+        raise UsageError(
+            f"--workers {config.server.workers} needs a relay the processes share: add "
+            '--relay redis://HOST:PORT/DB (see the README\'s "More than one process")'
+        )
     log_file = config.server.access_log
     if log_file not in ("", "-"):
         try:
@@ -834,12 +972,22 @@ async def serve(
     from hypercorn.trio import serve as hypercorn_serve
 
     time_out_writes(config.server.send_timeout_s)
-    server = Server(config, source, token, environ)
+    async with open_relay(config.server) as relay:
+        server = Server(config, source, token, environ, relay)
+        await _serve(server, hypercorn_serve, HypercornConfig(), task_status)
+
+
+async def _serve(
+    server: Server, hypercorn_serve: Any, hyper: Any, task_status: trio.TaskStatus[Any]
+) -> None:
+    config = server.config
     access = configure_logging(config.server, server.environ)
     synthesizer = await server.voices.start()  # the engine loads before listening
     server.sample_rate = synthesizer.sample_rate
-    hyper = HypercornConfig()
-    hyper.bind = [f"{config.server.host}:{config.server.port}"]
+    listen_fd = server.environ.get(LISTEN_FD, "")  # a worker of voicestream.workers
+    hyper.bind = [
+        f"fd://{listen_fd}" if listen_fd else f"{config.server.host}:{config.server.port}"
+    ]
     hyper.graceful_timeout = 3.0
     hyper.backlog = 2048  # a burst of connections waits in the queue, not in SYN retries
     hyper.accesslog = access
@@ -869,7 +1017,12 @@ async def serve(
             raise
         port = int(binds[0].rsplit(":", 1)[1])
         task_status.started((server, port))
-        await server.stopped.wait()
+        async with trio.open_nursery() as background:
+            background.start_soon(server._stops)
+            if not isinstance(server.relay, MemoryRelay):
+                background.start_soon(server._claims)
+            await server.stopped.wait()
+            background.cancel_scope.cancel()
         # Hypercorn stops listening and gives open streams graceful_timeout to end
         # (each has its last event by now); then whatever is left is cancelled.
         nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1
