@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicestream.chunker import ResumedChunker, SentenceChunker
-from voicestream.chunker_cases import CASES
+from voicestream.chunker_cases import BY_LANGUAGE, CASES
 
 
 def chunks(text: str, cuts: list[int] | None = None, **options: object) -> list[str]:
@@ -40,6 +40,30 @@ def test_tricky_cases(rule: str, text: str, expected: list[str]) -> None:
     assert chunks(text, list(range(len(text)))) == expected  # character by character
     for seed in range(5):
         assert chunks(text, llm_tokens(text, seed)) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "rule", "text", "expected"),
+    BY_LANGUAGE,
+    ids=[f"{c[0]}-{c[1]}" for c in BY_LANGUAGE],
+)
+def test_tricky_cases_of_the_voices_language(
+    language: str, rule: str, text: str, expected: list[str]
+) -> None:
+    assert chunks(text, language=language) == expected
+    assert chunks(text, list(range(len(text))), language=language) == expected
+    for seed in range(5):
+        assert chunks(text, llm_tokens(text, seed), language=language) == expected
+    # A region's tag picks its language's list ("es-419", "pt_BR").
+    assert chunks(text, language=f"{language}-XX") == expected
+
+
+def test_another_languages_titles_do_not_apply() -> None:
+    # "Sr." is Senior in English (an end before a capital), a title in Spanish.
+    text = "The company was founded by John Smith Sr. He ran it for years."
+    english = ["The company was founded by John Smith Sr.", "He ran it for years."]
+    assert chunks(text) == chunks(text, language="en-us") == english
+    assert chunks(text, language="es") == [text]
 
 
 def released_after(chunker: SentenceChunker, text: str) -> list[tuple[int, str]]:
@@ -169,6 +193,9 @@ def test_the_docs_show_every_tricky_case_as_it_is() -> None:
     for rule, text, expected in CASES:
         row = f"| {rule} | {cell(text)} | " + " ‖ ".join(cell(c) for c in expected) + " |"
         assert row in readme, f"docs/how-it-works.md's tricky-case table is out of date: {rule}"
+    for language, rule, text, expected in BY_LANGUAGE:
+        row = f"| {language} | {rule} | {cell(text)} | " + " ‖ ".join(cell(c) for c in expected)
+        assert row + " |" in readme, f"docs/how-it-works.md is out of date: {language} {rule}"
 
 
 @given(

@@ -331,3 +331,25 @@ async def test_the_block_size_is_the_sinks_choice(
     )
     assert len(written) == metrics.chunks  # one block a chunk
     assert all(a.text for a in written)
+
+
+@pytest.mark.parametrize(
+    ("voice", "expected"),
+    [
+        ("es", ["Mañana por la tarde llega el Sr. Gómez a la oficina."]),
+        ("en", ["Mañana por la tarde llega el Sr.", "Gómez a la oficina."]),
+    ],
+)
+async def test_the_voices_language_picks_the_chunkers_titles(
+    voice: str, expected: list[str]
+) -> None:
+    # espeak-ng's voice knows its language; the answer's chunker uses its titles.
+    from voicestream.sources import TextSource
+    from voicestream.synthesizers.espeak import EspeakSynthesizer
+
+    engine = await EspeakSynthesizer.open(voice, 180)
+    events: list[Event] = []
+    text = "Mañana por la tarde llega el Sr. Gómez a la oficina."
+    answer = Answer(TextSource(text), engine, RecordingSink(), Config(), on_event=events.append)
+    assert (await answer.run()).outcome == "done"
+    assert [e.text for e in events if isinstance(e, Chunk)] == expected

@@ -41,25 +41,39 @@ from __future__ import annotations
 
 import itertools
 import re
+import tomllib
 from dataclasses import dataclass, replace
 from enum import Enum
+from importlib import resources
 from typing import Any
 
 from .settings import number
 
-# Abbreviations that are followed by more of the same sentence: never a sentence end.
-NEVER_END = frozenset(
-    """
-    mr mrs ms mx dr prof rev hon st mt ft capt cpt lt col gen gov sen rep sgt maj adm
-    cmdr pres supt fig figs no nos vol vols p pp ch chap sec art para eq eqs ref refs
-    ed eds tab op approx ca cf vs v e.g i.e viz resp esp incl excl est dept univ assn
-    bros jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
-    z.b z.t u.a d.h bzw vgl hr fr frl nr str bspw evtl ggf inkl zzgl geb gest abs
-    mme mlle mm env p.ex av bd boul
-    """.split()
+# The word lists that are data (voicestream/data/abbreviations.toml says what each is).
+_LISTS = tomllib.loads(resources.files(__package__).joinpath("data/abbreviations.toml").read_text())
+# Words after which a period never ends a sentence, and abbreviations that often end
+# one (an end when a capital follows), by language: English, German and French
+# always (models mix them into any language), the voice's own language besides.
+NEVER_END_BY_LANGUAGE = {
+    language: frozenset(lists["never"].split()) for language, lists in _LISTS["languages"].items()
+}
+END_CAPABLE_BY_LANGUAGE = {
+    language: frozenset(lists["end"].split()) for language, lists in _LISTS["languages"].items()
+}
+ALWAYS = ("en", "de", "fr")
+NEVER_END = frozenset().union(*(NEVER_END_BY_LANGUAGE[language] for language in ALWAYS))
+END_CAPABLE = frozenset().union(*(END_CAPABLE_BY_LANGUAGE[language] for language in ALWAYS))
+# After "a.m."/"p.m.", a weekday, a month or a time zone goes on with the sentence.
+TIMES = frozenset(_LISTS["times"]["words"].split())
+CLOCK = frozenset(("a.m", "p.m"))
+# Names with their own "!" or "?" ("Yahoo! News"): (the name up to and with its
+# mark, lower case; the rest of it, empty when the mark ends the name).
+NAMED_MARKS = tuple(
+    (name[: i + 1].lower(), name[i + 1 :].lower())
+    for name in _LISTS["names"]["list"]
+    for i, char in enumerate(name)
+    if char in "!?"
 )
-# Abbreviations that often end a sentence: an end when a capital follows.
-END_CAPABLE = frozenset("etc inc ltd co corp jr sr llc plc a.m p.m usw u.s.w al ff".split())
 # Words that start sentences: after an initial or a dotted abbreviation ("U.S. It"),
 # the next word decides.
 STARTERS = frozenset(
@@ -68,6 +82,9 @@ STARTERS = frozenset(
     A An In On At As But And So If When While What How Why Who Which Here Now Yes No
     Also However Our My For To After Before Finally First Second Next Some Many Most
     Der Die Das Es Er Sie Wir Ich Dann Aber Und Le La Les Il Elle Nous Je Ce Cette Mais
+    Where Could Would Can Do Does Did Is Are Was Were Will Shall Should Might Must Has
+    Have Had Let Please See Note Check Try Make Use Ask Call Tell Go Get Take Keep Look
+    Consider Remember Think Thanks Thank
     """.split()
 )
 # Lowercase words that open a sentence: after a period that follows a full word (not an
@@ -133,7 +150,7 @@ ORDINAL_CONTEXT = frozenset("am im vom zum bis der die das den dem des ab le la 
 
 CODE_BLOCK_PHRASE = "Here is a code block, shown on screen."
 
-_SENTENCE_MARK = re.compile(r"[.!?…。！？]+|\n")
+_SENTENCE_MARK = re.compile(r"[.!?…。！？।؟]+|\n")
 _CLOSERS = "\"'”’»)]}*_`」』"
 _OPENERS = "\"'“‘«([{*_`"
 _CLAUSE_MARK = re.compile(r"[,;:](?=\s)|\s?—\s?|\s–\s")
@@ -199,6 +216,8 @@ class ChunkerConfig:
     which sentences are merged and above which they are split;
     ``code_block_phrase``; ``drop_emoji``; ``abbreviations``: more words
     (lowercase, no final period) after which a period never ends a sentence;
+    ``language``: whose abbreviations and titles apply besides English, German and
+    French ("es", "ru"; "" the voice's own, which the answer fills in);
     ``pace``: say a chunk in two parts when the engine could not say it whole
     before the audio ahead of the listener runs out (:mod:`voicestream.pacing`).
     """
@@ -210,6 +229,7 @@ class ChunkerConfig:
     code_block_phrase: str = CODE_BLOCK_PHRASE
     drop_emoji: bool = True
     abbreviations: tuple[str, ...] = ()
+    language: str = ""
     pace: bool = True
 
 
@@ -251,7 +271,15 @@ class Boundaries:
 
     def __init__(self, config: ChunkerConfig) -> None:
         self.config = config
-        self.never_end = NEVER_END | {a.lower().rstrip(".") for a in config.abbreviations}
+        language = config.language.lower().replace("_", "-").split("-")[0]
+        self.never_end = (
+            NEVER_END
+            | NEVER_END_BY_LANGUAGE.get(language, frozenset())
+            | {a.lower().rstrip(".") for a in config.abbreviations}
+        )
+        self.end_capable = (END_CAPABLE | END_CAPABLE_BY_LANGUAGE.get(language, frozenset())) - (
+            self.never_end - END_CAPABLE  # "Sr." is a title in Spanish, "Senior" in English
+        )
 
     def next(self, buf: str, scan: int, final: bool, eager: bool) -> tuple[Found | None, int]:
         """The next boundary at or after ``scan`` (None: wait for more text), and how
@@ -363,9 +391,12 @@ class Boundaries:
     def mark(self, buf: str, mark: re.Match[str], end: int, final: bool) -> Verdict:
         """Whether this sentence mark (with its closers up to ``end``) ends a sentence."""
         term = mark.group()
+        named = self.named(buf, mark, final) if term[-1] in "!?" else None
+        if named is not None:
+            return named  # "Yahoo! News", "Jeopardy! tonight"
         if end == len(buf):
             return Verdict.YES if final else Verdict.WAIT
-        if term[-1] in "。！？":
+        if term[-1] in "。！？।؟":  # CJK marks, the Devanagari danda, the Arabic "?"
             return Verdict.YES
         if not buf[end].isspace():
             return Verdict.NO  # "3.14", "e.g.", "v2.1", "config.toml", "U.S."
@@ -382,13 +413,19 @@ class Boundaries:
         before = buf[: mark.start()]
         token = before.rsplit(None, 1)[-1].lstrip(_OPENERS).lower() if before.strip() else ""
         if c.islower():
-            if not _plain_word(token) or token in self.never_end or token in END_CAPABLE:
+            if not _plain_word(token) or token in self.never_end or token in self.end_capable:
                 return Verdict.NO  # "e.g. this", "approx. ten", "p. 4", "U.S. and"
             word = next_word(buf, nxt, final)  # "...in lower case. it still has to"
             return Verdict.WAIT if word is None else Verdict.of(word in LOWER_STARTERS)
         if token in self.never_end:
             return Verdict.NO
-        if token in END_CAPABLE:
+        if token in CLOCK and token in self.end_capable:  # "9 p.m. Friday", "p.m. CET"
+            word = next_word(buf, nxt, final)
+            if word is None:
+                return Verdict.WAIT
+            if word.lower() in TIMES:
+                return Verdict.NO
+        if token in self.end_capable:
             return Verdict.of(c.isupper() or c in _OPENERS)
         if token.isdigit():
             return self.number(buf, mark.start() - len(token), nxt, final)
@@ -398,6 +435,32 @@ class Boundaries:
         if c.isdigit():
             return Verdict.of(token.isalpha())
         return Verdict.YES
+
+    def named(self, buf: str, mark: re.Match[str], final: bool) -> Verdict | None:
+        """At a "!" or "?": NO when it belongs to a name of :data:`NAMED_MARKS` (the
+        whole name follows it, or, for a name that ends with it, the sentence goes on
+        in lower case); WAIT while that is not known yet; None: not a name's."""
+        upto = buf[: mark.end()].lower()
+        for name, rest in NAMED_MARKS:
+            start = len(upto) - len(name)
+            if not upto.endswith(name) or (start > 0 and buf[start - 1].isalnum()):
+                continue
+            after = buf[mark.end() :]
+            if not rest:  # "Jeopardy! tonight": goes on in lower case
+                nxt = _nonspace_at(buf, mark.end())
+                if nxt == len(buf):
+                    return None if final else Verdict.WAIT
+                if buf[nxt].islower():
+                    return Verdict.NO
+                continue
+            following = after[: len(rest) + 1].lower()
+            if following.startswith(rest) and not following[len(rest) :].isalnum():
+                if len(following) > len(rest) or final:
+                    return Verdict.NO  # the whole name, and then not more of a word
+                return Verdict.WAIT  # "Yahoo! News" or "Yahoo! Newsroom"?
+            elif not final and rest.startswith(following):
+                return Verdict.WAIT  # "Yahoo! Ne..."
+        return None
 
     def number(self, buf: str, start: int, nxt: int, final: bool) -> Verdict:
         """After "N.": a list marker or an ordinal, or the end of a sentence."""

@@ -34,14 +34,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import trio
 
 from .audio import Audio
 from .channels import ChannelStatistics
-from .chunker import SentenceChunker
+from .chunker import ChunkerConfig, SentenceChunker
 from .config import Config
 from .errors import VoicestreamError, root_cause
 from .pipeline import Buffers, Metrics, TextOut, speak
@@ -126,6 +126,14 @@ HARD_CAP_NOTICE = (
 )
 
 
+def chunker_config(config: ChunkerConfig, synthesizer: Synthesizer) -> ChunkerConfig:
+    """The chunker's settings for this voice: its language's abbreviations, unless
+    ``[chunker] language`` names one."""
+    if config.language:
+        return config
+    return replace(config, language=getattr(synthesizer, "language", ""))
+
+
 class Answer:
     """One answer from ``source``, spoken by ``synthesizer`` into ``sink``."""
 
@@ -156,7 +164,7 @@ class Answer:
         self._scope = trio.CancelScope()
         self.stopped = False
         self.begun = begun  # time.monotonic() when the person asked: metrics' start_s
-        self.chunker = chunker or SentenceChunker(config.chunker)
+        self.chunker = chunker or SentenceChunker(chunker_config(config.chunker, synthesizer))
 
     def statistics(self) -> Statistics:
         """What the answer holds right now: its channels (``pieces``, ``chunks``,

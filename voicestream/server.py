@@ -63,7 +63,7 @@ from .errors import UsageError, redact, root_cause
 from .guard import Guard
 from .relay import FINAL, AnswerLog, Claim, Fenced, Gone, Item, Relay, RelayDown, open_relay
 from .relay.memory import MemoryRelay
-from .runner import Answer, Chunk, Event, Finished, Notice, Text
+from .runner import Answer, Chunk, Event, Finished, Notice, Text, chunker_config
 from .sinks import ClockedSink
 from .sources import Replayed, Source, check_source, check_text, open_source
 from .synthesizers import Synthesizer
@@ -506,7 +506,7 @@ class Server:
             f"the server process speaking this answer went away; another took over after "
             f"{claim.audio_end / synthesizer.sample_rate:.1f} s of audio"
         )
-        chunker = ResumedChunker(self.config.chunker, spoken)
+        chunker = ResumedChunker(chunker_config(self.config.chunker, synthesizer), spoken)
         self._launch(live, replayed, synthesizer, chunker)
         if claim.stop:
             live.answer.stop()

@@ -24,6 +24,7 @@ from ..words import Word
 
 class Synthesizer(Protocol):
     sample_rate: int
+    # Optionally ``language``, the voice's ("en-us", "es"): the chunker's abbreviations.
 
     async def synthesize(self, text: str) -> Audio:
         """Speak ``text`` into memory, with its word marks; text with nothing to say

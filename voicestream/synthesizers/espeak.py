@@ -118,6 +118,12 @@ def default_voice() -> str:
         return str(EspeakDriver._defaultVoice)
 
 
+def voice_language(vid: str) -> str:
+    """The first language of the voice ``vid`` (the default voice's for "")."""
+    vid = vid or default_voice()
+    return next((languages.split(",")[0] for v, _, languages in list_voices() if v == vid), "")
+
+
 def resolve_voice(wanted: str) -> str:
     """The id of a voice named by its id ("gmw/en-us"), its name ("English (America)"),
     or its language ("en-us", "de"); :class:`UsageError` with the closest otherwise."""
@@ -138,16 +144,17 @@ def resolve_voice(wanted: str) -> str:
 class EspeakSynthesizer(ThreadedSynthesizer):
     sample_rate = 22050
 
-    def __init__(self, voice: str, words_per_minute: int) -> None:
+    def __init__(self, voice: str, words_per_minute: int, language: str = "") -> None:
         self.voice = voice
         self.words_per_minute = words_per_minute
+        self.language = language
         super().__init__()
 
     @classmethod
     async def open(cls, voice: str = "", words_per_minute: int = 180) -> EspeakSynthesizer:
         """Load espeak-ng and check the voice; raises :class:`UsageError` if either fails."""
         vid = await trio.to_thread.run_sync(resolve_voice, voice) if voice else ""
-        return cls(vid, words_per_minute)
+        return cls(vid, words_per_minute, await trio.to_thread.run_sync(voice_language, vid))
 
     def _synthesize(self, text: str) -> tuple[Samples, list[Word]]:
         with _ENGINE_LOCK:

@@ -106,6 +106,7 @@ class PiperSynthesizer(ThreadedSynthesizer):
     def __init__(self, voice: Any, words_per_minute: int) -> None:
         self.voice = voice
         self.sample_rate: int = voice.config.sample_rate
+        self.language: str = voice.config.espeak_voice  # "en-us": what it phonemizes as
         self.words_per_minute = words_per_minute
         self._known: dict[str, list[str]] = {}
         super().__init__()

@@ -25,6 +25,7 @@ def spoken_seconds(text: str, words_per_minute: int) -> float:
 
 class SilentSynthesizer:
     sample_rate = SAMPLE_RATE
+    language = ""
 
     def __init__(self, words_per_minute: int = 180) -> None:
         self.words_per_minute = words_per_minute
