@@ -129,6 +129,20 @@ async def test_a_second_writer_is_refused_by_redis_itself(redis: RedisServer) ->
         assert log is not None and [e[0] for e in log.events] == [1, 2]
 
 
+async def test_an_owner_late_to_renew_does_not_take_its_own_answer_over(
+    redis: RedisServer,
+) -> None:
+    # A busy process renews late and then claims: the answer is its own, still
+    # speaking; a second speaker of it in the same process would say it all twice.
+    config = ServerConfig(relay=redis.url, lease_s=0.5)
+    async with open_redis(redis.url, config) as owner:
+        assert await owner.admit("x", {"prompt": "q"}, 1000, limit=10)
+        await trio.sleep(0.7)  # past its lease
+        assert await owner.claim() is None
+        assert await owner.renew("x")  # still its own, and renewed
+        await owner.publish("x", [Item(1, "text", '{"text": "Hi"}')])
+
+
 def test_any_process_serves_resumes_and_stops_any_answer(cli: Cli, redis: RedisServer) -> None:
     with serve(cli, redis, **SLOW_DEMO) as a, serve(cli, redis, **SLOW_DEMO) as b:
         created = ask(a)

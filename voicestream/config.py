@@ -142,7 +142,7 @@ class ServerConfig:
     # every process on that Redis (voicestream.relay).
     relay: str = ""
     workers: int = number(1, 1, 64)  # processes on one port (more than one needs a relay)
-    lease_s: float = number(2.0, 0.5, 60)  # an answer whose owner was silent this long moves
+    lease_s: float = number(1.0, 0.5, 60)  # an answer whose owner was silent this long moves
 
 
 @dataclass(frozen=True)

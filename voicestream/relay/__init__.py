@@ -121,6 +121,11 @@ class AudioLog:
         end; :class:`Gone` when it is no longer kept."""
         while offset >= self.end and not self.closed:
             await self._changed.wait()
+        return self.now(offset)
+
+    def now(self, offset: int) -> bytes:
+        """The audio from byte ``offset`` on that is here now (perhaps none);
+        :class:`Gone` when it is no longer kept."""
         why = self.gone(offset)
         if why is not None:
             raise Gone(why)
@@ -166,11 +171,21 @@ class AnswerLog:
         """End this process's copy with an event of its own (the relay was lost)."""
         self.add([Item(self.last_id + 1, name, json.dumps(data))])
 
+    def after(self, last: int) -> list[tuple[int, str, str]]:
+        """The events after id ``last`` that are here now."""
+        return self.events[bisect.bisect_right(self.events, last, key=lambda e: e[0]) :]
+
+    def change(self) -> trio.Event:
+        """Set when something is next added (events or audio): taken before reading,
+        so that nothing added while the reader was busy goes unnoticed."""
+        return self._changed
+
     async def events_after(self, last: int, heartbeat_s: float) -> AsyncIterator[str]:
         """Server-sent events after id ``last``, as they come; a comment line when
         nothing came for ``heartbeat_s``; ends after the last event."""
         while True:
-            new = self.events[bisect.bisect_right(self.events, last, key=lambda e: e[0]) :]
+            change = self.change()
+            new = self.after(last)
             if new:  # all that is waiting, in one write
                 yield "".join(
                     f"id: {eid}\nevent: {name}\ndata: {data}\n\n" for eid, name, data in new
@@ -179,7 +194,7 @@ class AnswerLog:
             if self.finished:
                 return
             with trio.move_on_after(heartbeat_s) as waited:
-                await self._changed.wait()
+                await change.wait()
             if waited.cancelled_caught:
                 yield ": heartbeat\n\n"
 

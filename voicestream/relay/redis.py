@@ -145,6 +145,9 @@ if redis.call('EXISTS', meta) == 0 or redis.call('HGET', meta, 'state') ~= 'runn
   return nil
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+if redis.call('HGET', meta, 'owner') == ARGV[1] then
+  return nil  -- its owner is the caller, late to renew: alive, and it keeps it
+end
 redis.call('HSET', meta, 'owner', ARGV[1])
 redis.call('HINCRBY', meta, 'takeovers', 1)
 return {id, redis.call('HGET', meta, 'request'), redis.call('HGET', meta, 'stop') or ''}
