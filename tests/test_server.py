@@ -23,7 +23,7 @@ from conftest import Cli
 from voicestream import server as serving
 from voicestream.audio import Audio
 from voicestream.config import Config, ServerConfig, VoiceConfig
-from voicestream.relay import AudioLog, Gone
+from voicestream.relay import AnswerLog, AudioLog, Gone, Item
 from voicestream.runner import Chunk
 from voicestream.testing import FakeAnthropic, Script, wait_for
 from voicestream.words import spans
@@ -361,6 +361,23 @@ async def test_a_chunk_is_published_whole_with_its_event_when_it_starts_to_play(
             assert audio.pcm == chunk.samples.astype("<i2").tobytes()  # all of it, at once
     assert len(live.pending) == 2  # the later blocks add nothing
     assert trio.current_time() - start == pytest.approx(2.5 - 1.0)  # real time, 1 s ahead
+
+
+async def test_an_event_added_while_a_reader_writes_is_sent_at_once(
+    clock: trio.testing.MockClock,
+) -> None:
+    # The reader is busy sending the first event when the second is added: it must
+    # not then wait for a third (or for the heartbeat, 15 s on) to send the second.
+    log = AnswerLog("x", AudioLog(rate=1000, window_s=2.0))
+    log.add([Item(1, "text", '{"text": "a"}')])
+    sent: list[tuple[float, str]] = []
+    async for block in log.events_after(0, heartbeat_s=15):
+        sent.append((trio.current_time(), block))
+        if len(sent) == 1:
+            log.add([Item(2, "text", '{"text": "b"}')])
+        if "id: 2" in block:
+            break
+    assert [t for t, _ in sent] == [0, 0] and "heartbeat" not in "".join(b for _, b in sent)
 
 
 async def test_a_client_that_stops_reading_is_dropped(
