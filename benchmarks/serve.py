@@ -24,11 +24,20 @@ server's RSS growth, and whether it is still up. ``PYTHONPATH=<an older
 checkout>``, run from outside this one, runs the same against older code (the
 "before" row). ``--source openai``: the answers come through the real openai SDK
 from a loopback Chat Completions server.
+
+    .venv/bin/python benchmarks/serve.py --talk [--answers 100]
+
+``/v1/talk`` against SSE + ``/audio``, side by side, a fresh server for each: the
+same ``--answers`` at once, over one WebSocket each or over an event stream and an
+audio stream each: first audio p50/p99, the server's CPU per answer and the bytes on
+the wire per answer (loopback's IP bytes, both ways); then barge-in, 20 times each: from
+the stop (the ``stop`` frame, or the ``DELETE``) to the last audio that arrived.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -174,18 +183,22 @@ async def slow_reader(url: str) -> dict[str, Any]:
 
             nursery.start_soon(watch)
             start = time.perf_counter()
-            async with client.stream("GET", created["audio"]) as response:
-                async for data in response.aiter_bytes(chunk_size=4096):
-                    got += len(data)
-                    ahead = got / (RATE * 2) / 0.5 - (time.perf_counter() - start)
-                    if ahead > 0:
-                        await trio.sleep(ahead)  # half real time
+            cut = False
+            try:
+                async with client.stream("GET", created["audio"]) as response:
+                    async for data in response.aiter_bytes(chunk_size=4096):
+                        got += len(data)
+                        ahead = got / (RATE * 2) / 0.5 - (time.perf_counter() - start)
+                        if ahead > 0:
+                            await trio.sleep(ahead)  # half real time
+            except httpx2.RemoteProtocolError:  # the window passed it by: cut off
+                cut = True
             nursery.cancel_scope.cancel()
         events = (await client.get(created["events"])).text
     return {
         "read_s": (got - 44) / RATE / 2,
         "max_buffered": max(buffered),
-        "notice": "fell behind" in events,
+        "cut": cut,
         "done": "event: done" in events,
     }
 
@@ -295,6 +308,118 @@ def under_attack(answers: int, slow: int, silent: int, poisoned: int, source: st
     )
 
 
+def on_the_wire() -> int:
+    """IP bytes sent on this machine so far (``IpExt OutOctets``): on loopback, every
+    byte between the clients and the server, both ways, headers included."""
+    with open("/proc/net/netstat") as f:
+        names, values = [line.split() for line in f if line.startswith("IpExt")]
+    return int(values[names.index("OutOctets")])
+
+
+async def one_talk(port: int, figures: dict[str, list[Any]]) -> None:
+    from trio_websocket import open_websocket_url
+
+    start = time.perf_counter()
+    try:
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/v1/talk") as ws:
+            await ws.send_message(json.dumps({"type": "ask", "prompt": "Tell me."}))
+            first = True
+            while True:
+                message = await ws.get_message()
+                if isinstance(message, bytes):
+                    if first:
+                        figures["first_audio"].append(time.perf_counter() - start)
+                        first = False
+                    continue
+                frame = json.loads(message)
+                if frame["type"] in ("done", "error"):
+                    figures["outcomes"].append(frame["type"])
+                    return
+    except Exception:  # the socket failed
+        figures["outcomes"].append("failed")
+
+
+async def talk_load(url: str, pid: int, answers: int, talk: bool) -> dict[str, Any]:
+    figures: dict[str, list[Any]] = {"first_event": [], "first_audio": [], "outcomes": [],
+                                     "audio_bytes": [], "created": []}  # fmt: skip
+    cpu, wire = cpu_s(pid), on_the_wire()
+    port = int(url.rsplit(":", 1)[1])
+    limits = httpx2.Limits(max_connections=answers * 3, max_keepalive_connections=answers * 3)
+    client = httpx2.AsyncClient(base_url=url, timeout=120, limits=limits)
+    async with client, trio.open_nursery() as clients:
+        for _ in range(answers):
+            if talk:
+                clients.start_soon(one_talk, port, figures)
+            else:
+                clients.start_soon(one_answer, client, figures)
+    return figures | {"cpu_s": cpu_s(pid) - cpu, "wire": on_the_wire() - wire}
+
+
+async def barge_in(url: str, talk: bool, runs: int = 20) -> list[float]:
+    """From the stop to the last audio that arrived, ``runs`` times."""
+    from trio_websocket import open_websocket_url
+
+    port = int(url.rsplit(":", 1)[1])
+    out = []
+    for _ in range(runs):
+        last = stopped = 0.0
+        if talk:
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/v1/talk") as ws:
+                await ws.send_message(json.dumps({"type": "ask", "prompt": "Tell me."}))
+                audio = 0
+                while True:
+                    message = await ws.get_message()
+                    if isinstance(message, bytes):
+                        last = time.perf_counter()
+                        audio += len(message)
+                        if not stopped and audio > RATE * 2:  # a second of it
+                            stopped = time.perf_counter()
+                            await ws.send_message(json.dumps({"type": "stop"}))
+                    elif json.loads(message)["type"] in ("done", "error"):
+                        break
+        else:
+            async with httpx2.AsyncClient(base_url=url, timeout=60) as client:
+                created = (await client.post("/v1/answers", json={"prompt": "Tell me."})).json()
+                audio = 0
+                async with client.stream("GET", created["audio"]) as response:
+                    async for data in response.aiter_bytes():
+                        last = time.perf_counter()
+                        audio += len(data)
+                        if not stopped and audio > 44 + RATE * 2:
+                            stopped = time.perf_counter()
+                            await client.delete(f"/v1/answers/{created['id']}")
+        out.append(max(0.0, last - stopped))
+    return out
+
+
+def talk_against_sse(answers: int) -> None:
+    rows = []
+    for talk in (False, True):
+        process, url = start_server()
+        try:
+            figures = trio.run(talk_load, url, process.pid, answers, talk)
+            stops = trio.run(barge_in, url, talk)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+        fa = figures["first_audio"]
+        rows.append((
+            "/v1/talk" if talk else "SSE + /audio",
+            sum(o == "done" for o in figures["outcomes"]),
+            statistics.median(fa), percentile(fa, 0.99),
+            figures["cpu_s"] / answers, figures["wire"] / answers / 1024,
+            statistics.median(stops), max(stops),
+        ))  # fmt: skip
+    print(f"{answers} answers at once (demo at 80 tokens/s, silent engine), {os.cpu_count()} "
+          "cores; barge-in: 20 answers stopped after a second of audio had arrived\n")  # fmt: skip
+    print("| over | completed | first audio p50 / p99 | server CPU per answer | bytes on the "
+          "wire per answer | stop to last audio p50 / max |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, done, p50, p99, cpu, kb, s50, smax in rows:
+        print(f"| {name} | {done} of {answers} | {p50:.2f} / {p99:.2f} s | {cpu * 1000:.0f} ms "
+              f"| {kb:,.0f} KB | {s50 * 1000:.0f} / {smax * 1000:.0f} ms |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=200)
@@ -303,7 +428,11 @@ def main() -> None:
     parser.add_argument("--silent", type=int, default=200, help="with --attack: silent readers")
     parser.add_argument("--poisoned", type=int, default=100, help="with --attack: poisoned POSTs")
     parser.add_argument("--source", choices=["demo", "openai"], default="demo")
+    parser.add_argument("--talk", action="store_true", help="/v1/talk against SSE + /audio")
     args = parser.parse_args()
+    if args.talk:
+        talk_against_sse(args.answers)
+        return
     if args.attack:
         under_attack(args.answers, args.slow, args.silent, args.poisoned, args.source)
         return
@@ -333,7 +462,7 @@ def main() -> None:
         f"\nA client reading the audio at half real time: the server held at most "
         f"{slow['max_buffered'] / 1024:.0f} KB of audio (window: {window / 1024:.0f} KB); the "
         f"client read {slow['read_s']:.1f} s of audio; "
-        f"{'a notice said it fell behind' if slow['notice'] else 'no notice'}; "
+        f"{'cut off when the window passed it' if slow['cut'] else 'not cut off'}; "
         f"the answer {'completed' if slow['done'] else 'did not complete'}."
     )
     print(

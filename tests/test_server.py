@@ -480,7 +480,9 @@ def test_serve_starts_from_the_command_line(cli: Cli) -> None:
     try:
         assert process.stderr is not None
         url = process.stderr.readline().decode().split(" on ")[1].split("/ ")[0]
-        assert httpx2.get(f"{url}/healthz").json() == {"ok": True, "answers": 0, "relay": "memory"}
+        assert httpx2.get(f"{url}/healthz").json() == {
+            "ok": True, "answers": 0, "relay": "memory", "source": "demo",
+        }  # fmt: skip
         assert "<html" in httpx2.get(f"{url}/").text.lower()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 130

@@ -63,6 +63,7 @@ async def test_an_answers_unexpected_failure_ends_that_answer_and_nothing_else(
             "ok": True,
             "answers": 0,
             "relay": "memory",
+            "source": "anthropic",
         }
         after = await ask(client, "and the server still answers")
         assert (await events(client, after["events"]))[-1]["event"] == "done"

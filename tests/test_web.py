@@ -4,6 +4,7 @@ loopback Anthropic stand-in upstream and real espeak-ng."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -71,19 +72,49 @@ def server(cli: Cli, fake_api: FakeAnthropic) -> Iterator[str]:
             process.kill()
 
 
+def body(driver: webdriver.Chrome, name: str) -> str:
+    return driver.find_element(By.TAG_NAME, "body").get_attribute(f"data-{name}") or ""
+
+
 def played(driver: webdriver.Chrome) -> float:
-    return float(driver.find_element(By.TAG_NAME, "body").get_attribute("data-played-s") or 0)
+    return float(body(driver, "played-s") or 0)
 
 
 def heard(driver: webdriver.Chrome) -> int:
-    return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-heard-index") or -1)
+    return int(body(driver, "heard-index") or -1)
 
 
 def heard_word(driver: webdriver.Chrome) -> tuple[int, int]:
     """(chunk, word in it) being heard; (-1, -1) between words."""
-    value = driver.find_element(By.TAG_NAME, "body").get_attribute("data-heard-word") or "-1"
-    chunk, _, word = value.partition(".")
+    chunk, _, word = (body(driver, "heard-word") or "-1").partition(".")
     return (int(chunk), int(word)) if word else (-1, -1)
+
+
+def state_is(state: str) -> object:
+    return lambda d: body(d, "state") == state
+
+
+# At one instant of the page: the words marked heard are the words up to the one
+# being heard (never one not played yet), and at most one word is lit, inside the
+# sentence being heard.
+HIGHLIGHT = """
+const spans = [...document.querySelectorAll('#answer span.w')];
+const heard = spans.map((s) => s.classList.contains('heard'));
+const now = spans.findIndex((s) => s.classList.contains('now'));
+const lastHeard = heard.lastIndexOf(true);
+return {
+  prefix: heard.every((h, i) => h === (i <= lastHeard)),
+  lit: document.querySelectorAll('#answer .w.now').length,
+  litInSentence: document.querySelectorAll('#answer .w.now.sentence').length,
+  nowIsLastHeard: now < 0 || now === lastHeard,
+  sentences: [...new Set([...document.querySelectorAll('#answer .w.sentence')]
+    .map((s) => s.dataset.chunk))],
+};
+"""
+
+
+def history_items(driver: webdriver.Chrome) -> list[str]:
+    return [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#history li")]
 
 
 def test_the_page_speaks_highlights_what_is_heard_and_stops(
@@ -93,61 +124,70 @@ def test_the_page_speaks_highlights_what_is_heard_and_stops(
     fake_api.script = Script(text=TEXT, piece=3, delay_s=0.05)
     browser.get(server + "/")
     wait = WebDriverWait(browser, 30, poll_frequency=0.05)
+    assert "spoken aloud" in browser.find_element(By.ID, "empty").text
+    wait.until(lambda d: "anthropic" in d.find_element(By.ID, "about").text)  # who answers
     question = browser.find_element(By.ID, "question")
     question.send_keys("How does streaming speech work?", Keys.ENTER)  # by keyboard
     wait.until(lambda d: d.find_element(By.ID, "answer").text.startswith("Streaming speech"))
-    wait.until(lambda d: played(d) > 0.5)  # Web Audio played the streamed WAV
+    wait.until(lambda d: played(d) > 0.5)  # Web Audio played the streamed audio
     indices = []
     wait.until(lambda d: indices.append(heard(d)) or heard(d) >= 2)  # it follows the audio
     assert indices[0] <= 0 and sorted(set(indices)) == sorted(set(indices), key=indices.index)
-    highlighted = browser.find_elements(By.CSS_SELECTOR, "#spoken .chunk.heard")
-    assert len(highlighted) == 1 and highlighted[0].get_attribute("data-index") == str(
-        heard(browser)
-    )
-    # Karaoke: the word being heard moves on word by word, one at a time, inside the
-    # sentence being heard.
+    # Karaoke: the word being heard moves on word by word, inside the sentence heard;
+    # what is marked heard is exactly the words up to it.
     words: list[tuple[int, int]] = []
     wait.until(lambda d: words.append(heard_word(d)) or len({w for w in words if w[0] >= 0}) >= 6)
     moving = [w for i, w in enumerate(words) if w[0] >= 0 and (i == 0 or w != words[i - 1])]
     assert moving == sorted(moving)  # forward only
-    counts = (  # at one instant of the page: how many words are lit, and inside the sentence
-        "return ['#spoken .word.now', '#spoken .chunk.heard .word.now']"
-        ".map((s) => document.querySelectorAll(s).length)"
-    )
-    lit: list[list[int]] = []
-    wait.until(lambda d: lit.append(d.execute_script(counts)) or lit[-1][0] > 0)
-    assert all(now <= 1 and inside == now for now, inside in lit)
+    seen: list[dict[str, object]] = []
+    wait.until(lambda d: seen.append(d.execute_script(HIGHLIGHT)) or len(seen) >= 20)
+    for instant in seen:
+        assert instant["prefix"] and instant["nowIsLastHeard"]
+        assert instant["lit"] == instant["litInSentence"] <= 1
+        assert len(instant["sentences"]) <= 1  # type: ignore[arg-type]
     browser.save_screenshot(str(tmp_path / "page.png"))
+    # A draft typed while it speaks survives Stop.
+    question.send_keys("a draft")
     browser.find_element(By.ID, "stop").click()
-    wait.until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "stopped"
-    )
-    last_word = browser.find_elements(By.CSS_SELECTOR, "#spoken .word.now")
+    wait.until(state_is("stopped"))
     silent_from = played(browser)
     time.sleep(0.5)
     assert played(browser) == silent_from  # silence: nothing more plays after Stop
+    assert question.get_attribute("value") == "a draft"
     wait_for(lambda: fake_api.requests[-1].outcome == "closed by client", 10)
-    history = browser.find_element(By.ID, "history").text
-    assert "How does streaming speech work?" in history and "Streaming speech" in history
-    assert len(history) < len(TEXT)  # what was heard, not the whole answer
-    said = history.split("Assistant: ", 1)[1].strip()
-    # Up to the word in progress, exactly: a whole word of the answer, the last one heard.
-    assert TEXT.startswith(said) and not TEXT[len(said)].isalnum()
-    if last_word:
-        assert said.endswith(last_word[0].text)
+    you, assistant = history_items(browser)
+    assert you == "You: How does streaming speech work?" and assistant.endswith("(cut off)")
+    said = assistant.removeprefix("Assistant: ").removesuffix(" (cut off)").strip()
+    # Up to the word in progress, exactly: a whole word of the answer, never more
+    # than what played.
+    assert TEXT.startswith(said) and not TEXT[len(said)].isalnum() and len(said) < len(TEXT)
+    heard_spans = browser.find_elements(By.CSS_SELECTOR, "#answer .w.heard")
+    assert said.endswith(heard_spans[-1].text)
     # The next question carries the conversation so far, as heard.
     asked = len(fake_api.requests)
-    browser.find_element(By.ID, "question").send_keys("And then?", Keys.ENTER)
+    question.clear()
+    question.send_keys("And then?", Keys.ENTER)
     wait_for(lambda: len(fake_api.requests) > asked, 10)
     messages = fake_api.requests[-1].body["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[0]["content"] == "How does streaming speech work?"
-    assert messages[1]["content"].startswith("Streaming speech starts early.")
-    assert len(messages[1]["content"]) < len(TEXT) and messages[2]["content"] == "And then?"
+    assert messages[1]["content"] == said and messages[2]["content"] == "And then?"
+    # Barge-in by typing: Enter with a new question while it speaks stops it and asks.
+    wait.until(lambda d: played(d) > 0.5 and body(d, "state") == "speaking")
+    first_id = body(browser, "answer-id")
+    asked = len(fake_api.requests)
+    question.send_keys("Something else.", Keys.ENTER)
+    wait.until(lambda d: body(d, "answer-id") not in ("", first_id))
+    wait_for(lambda: len(fake_api.requests) > asked, 10)
+    wait_for(lambda: fake_api.requests[asked - 1].outcome == "closed by client", 10)
+    interrupted = history_items(browser)[3]
+    assert interrupted.endswith("(cut off)")
+    second = interrupted.removeprefix("Assistant: ").removesuffix(" (cut off)").strip()
+    messages = fake_api.requests[-1].body["messages"]
+    assert messages[-2] == {"role": "assistant", "content": second}
+    assert messages[-1]["content"] == "Something else."
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # stop by keyboard
-    wait.until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "stopped"
-    )
+    wait.until(state_is("stopped"))
 
 
 def test_the_page_asks_for_a_token_when_the_server_needs_one(
@@ -168,12 +208,12 @@ def test_the_page_asks_for_a_token_when_the_server_needs_one(
         wait.until(lambda d: d.find_element(By.ID, "token-row").is_displayed())
         assert "needs a token" in browser.find_element(By.ID, "status").text
         assert not fake_api.requests  # nothing was asked upstream without the token
+        assert browser.find_element(By.ID, "question").get_attribute("value") == "Hello?"
         browser.find_element(By.ID, "token").send_keys("open-sesame-123")
         browser.find_element(By.ID, "send").click()
         wait.until(lambda d: d.find_element(By.ID, "answer").text == "Short and sweet.")
-        wait.until(
-            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
-        )
+        wait.until(state_is("done"))
+        assert browser.find_element(By.ID, "download-row").is_displayed()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
@@ -202,6 +242,12 @@ window.attack = async (base) => {
     method: "POST", headers: { "Content-Type": "application/json" }, body }));
   await attempt("metrics", () => fetch(base + "/metrics"));
   await attempt("page", () => fetch(base + "/"));
+  // A socket to /v1/talk: a browser sends its Origin, which the server refuses.
+  r.websocket = await new Promise((resolve) => {
+    const ws = new WebSocket(base.replace("http", "ws") + "/v1/talk");
+    ws.onopen = () => { ws.send(JSON.stringify({ type: "ask", prompt: "x" })); resolve("open"); };
+    ws.onerror = () => resolve("blocked");
+  });
   r.beacon = navigator.sendBeacon(answers, new Blob([body], { type: "text/plain" }));
   // A form posted into a hidden frame: the classic CSRF.
   const frame = document.createElement("iframe");
@@ -289,6 +335,7 @@ def test_another_site_cannot_start_or_read_answers(
         results = run_attacks(browser, url)
         # Nothing could be read, and nothing was started, whatever the browser sent.
         assert results["cors json"] == results["metrics"] == results["page"] == "blocked"
+        assert results["websocket"] == "blocked"
         assert answers_started(url) == 0 and not fake_api.requests
     finally:
         attacker.close()
@@ -308,10 +355,104 @@ def test_dns_rebinding_cannot_reach_the_server(
     attacker.close()
     process, url = started(cli, fake_api, port)  # now the server is at the same address
     try:
-        results = run_attacks(browser, "")  # same origin: everything can be read
+        results = run_attacks(browser, f"http://evil.test:{port}")  # same origin now
         assert results["cors json"] == results["metrics"] == results["page"] == 421
+        assert results["websocket"] == "blocked"
         assert "allowed_hosts" in str(results["metrics read"])
         assert answers_started(url) == 0 and not fake_api.requests
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+MARKDOWN = (
+    "## The plan\n\nFirst, **read** the *notes* and run `make test`.\n\n"
+    "- one step\n- another step\n\n"
+    "Then <script>window.pwned = true</script> and <b>bold?</b> are shown as text.\n"
+)
+
+
+def test_markdown_is_shown_formatted_and_html_from_the_model_as_text(
+    browser: webdriver.Chrome, server: str, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(text=MARKDOWN, piece=3, delay_s=0.01)
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.05)
+    browser.find_element(By.ID, "question").send_keys("Markdown, please.", Keys.ENTER)
+    wait.until(state_is("done"))
+    answer = browser.find_element(By.ID, "answer")
+    assert answer.find_element(By.TAG_NAME, "h3").text == "The plan"
+    assert answer.find_element(By.TAG_NAME, "strong").text == "read"
+    assert answer.find_element(By.TAG_NAME, "em").text == "notes"
+    assert answer.find_element(By.TAG_NAME, "code").text == "make test"
+    assert [li.text for li in answer.find_elements(By.TAG_NAME, "li")] == [
+        "one step", "another step",
+    ]  # fmt: skip
+    assert "<script>window.pwned = true</script> and <b>bold?</b>" in answer.text
+    assert not answer.find_elements(By.TAG_NAME, "script")
+    assert not answer.find_elements(By.TAG_NAME, "b")
+    assert browser.execute_script("return window.pwned === undefined")
+    assert "**" not in answer.text and "`" not in answer.text and "##" not in answer.text
+
+
+def test_the_chosen_voice_and_speed_reach_the_engine(
+    browser: webdriver.Chrome, server: str, fake_api: FakeAnthropic
+) -> None:
+    text = "A short answer, said by the voice you chose."
+    fake_api.script = Script(text=text, piece=4)
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.05)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 5)
+    german = browser.execute_script(
+        "const o = [...document.querySelectorAll('#voice option')]"
+        ".find((o) => o.textContent.includes('German')); o.selected = true; return o.value;"
+    )
+    browser.execute_script("document.getElementById('rate').value = '300';")
+    browser.find_element(By.ID, "question").send_keys("Say it.", Keys.ENTER)
+    wait.until(state_is("done"))
+    answer_id = body(browser, "answer-id")
+
+    def chunk_seconds(answer: str) -> list[float]:
+        with httpx2.stream("GET", f"{server}/v1/answers/{answer}/events", timeout=30) as r:
+            data = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        return [d["audio_s"] for d in data if "index" in d]  # the chunks'
+
+    def asked(**fields: object) -> str:
+        created = httpx2.post(f"{server}/v1/answers", json={"prompt": "Say it.", **fields})
+        return str(created.json()["id"])
+
+    page = sum(chunk_seconds(answer_id))
+    # The same engine settings (espeak-ng's prosody carries a few ms from text to text).
+    assert page == pytest.approx(sum(chunk_seconds(asked(voice=german, rate=300))), rel=0.03)
+    assert page < 0.8 * sum(chunk_seconds(asked()))  # and not the default ones (180 wpm)
+
+
+def test_a_lost_server_keeps_what_was_heard_and_the_page_reconnects(
+    browser: webdriver.Chrome, cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    fake_api.script = Script(text=TEXT, piece=3, delay_s=0.05)
+    process, url = started(cli, fake_api)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 40, poll_frequency=0.05)
+        browser.find_element(By.ID, "question").send_keys("Tell me.", Keys.ENTER)
+        wait.until(lambda d: played(d) > 1.0)
+        process.kill()  # the server dies mid-answer
+        process.wait()
+        wait.until(lambda d: "reconnecting" in d.find_element(By.ID, "status").text)
+        process, url = started(cli, fake_api, port)  # and comes back on the same port
+        # Its answer is gone with it: what was heard stays, marked cut off.
+        wait.until(lambda d: len(history_items(d)) == 2)
+        assistant = history_items(browser)[1]
+        assert assistant.endswith("(cut off)")
+        said = assistant.removeprefix("Assistant: ").removesuffix(" (cut off)").strip()
+        assert said and TEXT.startswith(said) and len(said) < len(TEXT)
+        # And the conversation goes on with the new server, carrying what was heard.
+        fake_api.script = Script(text="Back again.", piece=3)
+        browser.find_element(By.ID, "question").send_keys("Are you back?", Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "answer").text == "Back again.")
+        assert fake_api.requests[-1].body["messages"][1] == {"role": "assistant", "content": said}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)

@@ -20,7 +20,8 @@ Any web page open in the user's browser can send requests to a server on
    cross-site form or ``no-cors`` fetch can send without a CORS preflight: 415.
 5. **The token**, when the server has one: ``Authorization: Bearer TOKEN`` (the
    scheme in any case, the token compared in constant time), on all but the page,
-   its files and ``/healthz``: 401.
+   its files and ``/healthz``: 401. The ``/v1/talk`` socket may send it as its
+   first frame instead (:mod:`voicestream.talk` checks it).
 
 Rules 1-4 hold with or without a token. A refusal is one JSON line. Every
 response carries :data:`SECURITY_HEADERS`.
@@ -117,7 +118,10 @@ class Guard:
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":
                 return 415, "send the body as JSON, with 'Content-Type: application/json'", {}
-        needs_token = self.token is not None and not page and path not in OPEN_PATHS
+        # /v1/talk takes the token as its first frame too (a browser cannot send a
+        # header on a WebSocket): voicestream.talk checks it, header or frame.
+        talk = scope["type"] == "websocket" and path == "/v1/talk"
+        needs_token = self.token is not None and not page and not talk and path not in OPEN_PATHS
         if needs_token and not self.authorized(headers.get("authorization", "")):
             return (
                 401,

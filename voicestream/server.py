@@ -15,6 +15,7 @@ The API (see the README for examples)::
     GET    /v1/answers/{id}/audio      audio/wav, streamed; ?from_s= resumes
     DELETE /v1/answers/{id}            stop now (barge-in); 409 once finished
     GET    /v1/voices                  the engine, its voices, the default
+    WS     /v1/talk                    a conversation over one socket (voicestream.talk)
     GET    /healthz, /metrics, /       liveness, Prometheus, the web page
 
 Events: ``text`` {text}, ``chunk`` {index, text, audio_start_s, audio_s, words:
@@ -53,7 +54,7 @@ import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from . import stopping
 from .audio import Audio
@@ -67,6 +68,8 @@ from .runner import Answer, Chunk, Event, Finished, Notice, Text, chunker_config
 from .sinks import ClockedSink
 from .sources import Replayed, Source, check_source, check_text, open_source
 from .synthesizers import Synthesizer
+from .talk import PATH as TALK
+from .talk import Talk
 from .voices import Busy, Voices
 
 log = logging.getLogger("voicestream.server")
@@ -513,6 +516,14 @@ class Server:
         log.warning("took over answer %s from a server process that went away", claim.id)
         return True
 
+    async def stop_answer(self, answer_id: str) -> str | None:
+        """Stop an answer wherever it runs: here at once, elsewhere through the relay.
+        Its state before ("running", "finished"; None: no such answer)."""
+        live = self.answers.get(answer_id)
+        if live is not None and not live.finished:
+            live.answer.stop()
+        return await self.relay.stop(answer_id)
+
     async def _run(self, live: Live) -> None:
         self.metrics.active.inc()
         try:
@@ -731,12 +742,8 @@ class Server:
             return Stream(body(), media_type="audio/wav", headers=headers)
 
         async def stop(request: Any) -> Response:
-            answer_id = request.path_params["answer_id"]
-            live = self.answers.get(answer_id)
-            if live is not None and not live.finished:
-                live.answer.stop()  # here: at once
             try:
-                state = await self.relay.stop(answer_id)
+                state = await self.stop_answer(request.path_params["answer_id"])
             except RelayDown as e:
                 raise self.refuse(f"{e}; ask again in a moment") from None
             if state is None:
@@ -755,6 +762,7 @@ class Server:
             shared = self.relay.name != "memory"  # which process answered, among several
             return JSONResponse(
                 {"ok": True, "answers": len(self.running), "relay": self.relay.name}
+                | {"source": self.source}
                 | ({"process": os.getpid()} if shared else {})
             )
 
@@ -792,8 +800,16 @@ class Server:
             allowed_hosts=server.allowed_hosts,
             allowed_origins=server.allowed_origins,
         )
+
+        async def talk(websocket: Any) -> None:
+            try:
+                await Talk(self, websocket).run()
+            except Exception:  # a bug: this socket ends, and nothing else
+                log.exception("a %s socket failed", TALK)
+
         return Starlette(
-            routes=[Route(r.path, handled(r.endpoint), methods=r.methods) for r in routes],
+            routes=[Route(r.path, handled(r.endpoint), methods=r.methods) for r in routes]
+            + [WebSocketRoute(TALK, talk)],
             middleware=[guard],
         )
 
@@ -990,6 +1006,7 @@ async def _serve(
     ]
     hyper.graceful_timeout = 3.0
     hyper.backlog = 2048  # a burst of connections waits in the queue, not in SYN retries
+    hyper.websocket_max_message_size = MAX_BODY  # a /v1/talk frame is bounded as a body is
     hyper.accesslog = access
     hyper.errorlog = logging.getLogger("hypercorn.error")
     received: list[int] = []
