@@ -304,3 +304,27 @@ def test_workers_share_one_port_and_a_dead_one_is_replaced(cli: Cli, redis: Redi
 def pid_of(url: str) -> int:
     with httpx2.Client(timeout=10) as client:  # a new connection: any worker may take it
         return int(client.get(f"{url}/healthz", headers={"Connection": "close"}).json()["process"])
+
+
+async def test_an_answer_asked_over_a_socket_is_read_over_sse_on_another_process(
+    cli: Cli, redis: RedisServer
+) -> None:
+    # And the other way round: asked over HTTP on B, followed over a socket on A.
+    from test_talk import Talker, sse_like
+    from trio_websocket import open_websocket_url
+
+    with serve(cli, redis, **SLOW_DEMO) as a, serve(cli, redis, **SLOW_DEMO) as b:
+        async with open_websocket_url(a.replace("http", "ws") + "/v1/talk") as ws:
+            talk = Talker(ws)
+            await talk.send(type="ask", prompt="tell me")
+            answer = await talk.until("answer")
+            await talk.until("done", "error")
+        over_sse = await trio.to_thread.run_sync(events, b, f"/v1/answers/{answer['id']}/events")
+        assert sse_like(talk.events()) == over_sse and text_of(over_sse) == demo_answer()
+        created = await trio.to_thread.run_sync(ask, b)
+        async with open_websocket_url(a.replace("http", "ws") + "/v1/talk") as ws:
+            follow = Talker(ws)
+            await follow.send(type="resume", answer=created["id"], last_event_id=0, from_s=0)
+            await follow.until("done", "error")
+        whole = await trio.to_thread.run_sync(events, b, created["events"])
+        assert sse_like(follow.events()) == whole
