@@ -73,14 +73,15 @@ def main() -> None:
         items = pieces(args.tokens, seed)
         whole.append(pipeline_us(items))
         alone.append(chunker_us(items))
-    print(f"{args.tokens:,} tokens of 1-6 characters, {args.runs} runs, median (max)\n")
-    print("| | us per token |")
-    print("|---|---|")
-    print(
-        f"| pipeline (source -> chunker -> silent engine -> null sink) | "
-        f"{statistics.median(whole):.1f} ({max(whole):.1f}) |"
-    )
-    print(f"| chunker alone | {statistics.median(alone):.2f} ({max(alone):.2f}) |")
+    print(f"{args.tokens:,} tokens of 1-6 characters, {args.runs} runs\n")
+    print("| | us per token: min | median | max |")
+    print("|---|---:|---:|---:|")
+    for name, runs, digits in (
+        ("pipeline (source -> chunker -> silent engine -> null sink)", whole, 1),
+        ("chunker alone", alone, 2),
+    ):
+        low, mid, high = min(runs), statistics.median(runs), max(runs)
+        print(f"| {name} | {low:.{digits}f} | {mid:.{digits}f} | {high:.{digits}f} |")
 
 
 if __name__ == "__main__":

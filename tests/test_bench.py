@@ -112,6 +112,32 @@ def test_targets_compare_with_the_best_baseline_that_is_as_good() -> None:
     assert "(fair): 1.10x" in line
 
 
+def test_policies_see_the_same_draws_of_the_model_and_of_the_engine() -> None:
+    # Common random numbers: the engine's draws do not depend on how many the model
+    # (or the network) took, so a policy that chunks differently still gets the same
+    # synthesis times, call by call; another seed or scenario gets other draws.
+    scenario = bench.SCENARIOS[0]
+    model, engine = bench.draws(scenario, 3)
+    [model.random() for _ in range(100)]
+    _, engine_again = bench.draws(scenario, 3)
+    assert [engine.random() for _ in range(5)] == [engine_again.random() for _ in range(5)]
+    assert bench.draws(scenario, 3)[0].random() != bench.draws(scenario, 4)[0].random()
+    assert bench.draws(scenario, 3)[1].random() != bench.draws(bench.SCENARIOS[1], 3)[1].random()
+    tokens = [bench.token_texts(50, bench.draws(scenario, 3)[0]) for _ in range(2)]
+    assert tokens[0] == tokens[1]
+
+
+def test_targets_say_when_a_difference_is_within_the_seed_to_seed_spread() -> None:
+    def line(ours: list[int], theirs: list[int]) -> str:
+        runs = [result("Adaptive", seed, underruns=u) for seed, u in enumerate(ours)]
+        runs += [result("base", seed, underruns=u) for seed, u in enumerate(theirs)]
+        return bench.targets(bench.summarize(runs)).splitlines()[-1]
+
+    assert "(base) (within the spread)" in line([0, 1, 0, 1], [0, 0, 0, 0])  # 0.5 vs 0, sd 0.5
+    assert "within" not in line([2, 2, 2, 2], [0, 0, 0, 0])  # 2 vs 0, no spread
+    assert "within" not in line([0, 0], [0, 0])  # no difference at all
+
+
 @pytest.mark.parametrize("name", list(bench.policies()))
 def test_every_policy_finishes_the_answer(name: str) -> None:
     r = run(name, dataclasses.replace(SHORT, tokens=300), network=10 * 2**20)
