@@ -133,8 +133,10 @@ def test_targets_say_when_a_difference_is_within_the_seed_to_seed_spread() -> No
         runs += [result("base", seed, underruns=u) for seed, u in enumerate(theirs)]
         return bench.targets(bench.summarize(runs)).splitlines()[-1]
 
-    assert "(base) (within the spread)" in line([0, 1, 0, 1], [0, 0, 0, 0])  # 0.5 vs 0, sd 0.5
-    assert "within" not in line([2, 2, 2, 2], [0, 0, 0, 0])  # 2 vs 0, no spread
+    # Seed by seed (both saw the same draws): a difference that flips sign from seed
+    # to seed is chance; one seed after another worse is not.
+    assert "(base) (within the spread)" in line([1, 0, 2, 0], [0, 1, 0, 1])  # 0.25 apart
+    assert "within" not in line([1, 1, 2, 1], [0, 0, 1, 0])  # 1 apart, every seed
     assert "within" not in line([0, 0], [0, 0])  # no difference at all
 
 
