@@ -58,7 +58,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "serve", "--source", "demo", "--engine", "silent", "--port", "0",
         VOICESTREAM_SERVER_GRACE_S="0", VOICESTREAM_SERVER_MAX_ANSWERS="100000",
         VOICESTREAM_SERVER_BUDGET_MB="100000", VOICESTREAM_SERVER_WINDOW_S="5",
-        VOICESTREAM_SERVER_LEAD_S="1", **FAST_DEMO,
+        VOICESTREAM_SERVER_LEAD_S="5", **FAST_DEMO,
     )  # fmt: skip
     assert process.stderr is not None
     line = process.stderr.readline().decode()
@@ -80,10 +80,13 @@ def client(url: str) -> Iterator[httpx2.Client]:
 
 @pytest.fixture(scope="module")
 def answer(client: httpx2.Client) -> dict[str, Any]:
+    """A finished answer (stopped once it has begun, rather than a minute of real
+    time for the demo to play out)."""
     created: dict[str, Any] = client.post("/v1/answers", json={"prompt": "hi"}).json()
     with client.stream("GET", created["events"]) as response:  # to its end
-        for _ in response.iter_lines():
-            pass
+        for line in response.iter_lines():
+            if line == "event: chunk":
+                client.delete(f"/v1/answers/{created['id']}")
     return created
 
 

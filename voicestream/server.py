@@ -1010,9 +1010,10 @@ async def _serve(
     hyper.accesslog = access
     hyper.errorlog = logging.getLogger("hypercorn.error")
     received: list[int] = []
+    listening = trio.CancelScope()  # for signals: ended once the server has stopped
 
     async def signals() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as incoming:
+        with listening, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as incoming:
             async for signum in incoming:
                 received.append(signum)
                 server.shut_down()
@@ -1041,7 +1042,11 @@ async def _serve(
             await server.stopped.wait()
             background.cancel_scope.cancel()
         # Hypercorn stops listening and gives open streams graceful_timeout to end
-        # (each has its last event by now); then whatever is left is cancelled.
+        # (each has its last event by now); then whatever is left is cancelled. The
+        # answers end (or are handed over) meanwhile; then nothing waits for a signal.
         nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1
+        while server.answers:
+            await trio.sleep(0.05)
+        listening.cancel()
     if received and received[0] == signal.SIGINT:
         server.exit_code = stopping.exit_code(signal.SIGINT)
