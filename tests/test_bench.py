@@ -9,6 +9,7 @@ it, waste where the listener stops early; and the summary's means and worsts.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,18 @@ def test_without_the_bench_extra_the_hint_names_it(cli: Cli) -> None:
     done = cli.run("bench", "--seeds", "1")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "voicestream[bench]" in done.stderr
+
+
+def test_the_real_clock_bench_writes_its_figures_as_json(tmp_path: Path) -> None:
+    from voicestream import bench_real
+
+    out = tmp_path / "real.json"
+    assert bench_real.main(["--sessions", "2,3", "--speech-s", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["sessions"] for row in rows] == [2, 3]
+    for row in rows:
+        assert set(row) == {
+            "sessions", "rss_growth_mb", "underruns", "underrun_s", "first_audio_p50_s",
+            "first_audio_p99_s", "cpu_s",
+        }  # fmt: skip
+        assert 0 < row["first_audio_p50_s"] <= row["first_audio_p99_s"] and row["cpu_s"] > 0

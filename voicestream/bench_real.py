@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import trio
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--written-audio", action="store_true", help="samples written, as a voice's are"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
@@ -261,7 +263,22 @@ def main(argv: list[str] | None = None) -> int:
         f"of speech; {os.cpu_count()} cores.\n"
     )
     print(table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps([figures(r) for r in rows], indent=2) + "\n")
     return 0
+
+
+def figures(r: Scale) -> dict[str, float | int]:
+    """One row as ``--json`` writes it."""
+    return {
+        "sessions": r.sessions,
+        "rss_growth_mb": round(r.rss_growth_mb, 1),
+        "underruns": r.underruns,
+        "underrun_s": round(r.underrun_s, 2),
+        "first_audio_p50_s": round(r.ttfa_p50_s, 3),
+        "first_audio_p99_s": round(r.ttfa_p99_s, 3),
+        "cpu_s": round(r.cpu_s, 2),
+    }
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ def _parser() -> _Parser:
     bench.add_argument(
         "--written-audio", action="store_true", help="with --real: samples written, as a voice's"
     )
+    bench.add_argument(
+        "--json", type=Path, metavar="FILE", help="with --real: the figures as JSON too"
+    )
 
     voices = commands.add_parser("voices", help="list the voices the engine offers")
     voices.add_argument("--engine", choices=ENGINES, help="whose voices (the configured engine)")
@@ -419,6 +422,7 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench_real import main as real
 
         argv = ["--sessions", args.sessions] if args.sessions else []
+        argv += ["--json", str(args.json)] if args.json else []
         return real(argv + (["--written-audio"] if args.written_audio else []))
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError(
