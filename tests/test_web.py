@@ -294,11 +294,11 @@ class Attacker:
 
 
 def started(
-    cli: Cli, fake_api: FakeAnthropic, port: int = 0
+    cli: Cli, fake_api: FakeAnthropic, port: int = 0, **env: str
 ) -> tuple[subprocess.Popen[bytes], str]:
     process = cli.popen(
         "serve", "--source", "anthropic", "--port", str(port),
-        ANTHROPIC_API_KEY="sk-ant-test-browser-key", ANTHROPIC_BASE_URL=fake_api.base_url,
+        ANTHROPIC_API_KEY="sk-ant-test-browser-key", ANTHROPIC_BASE_URL=fake_api.base_url, **env,
     )  # fmt: skip
     assert process.stderr is not None
     line = process.stderr.readline().decode()
@@ -453,6 +453,33 @@ def test_a_lost_server_keeps_what_was_heard_and_the_page_reconnects(
         browser.find_element(By.ID, "question").send_keys("Are you back?", Keys.ENTER)
         wait.until(lambda d: d.find_element(By.ID, "answer").text == "Back again.")
         assert fake_api.requests[-1].body["messages"][1] == {"role": "assistant", "content": said}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_after_a_server_error_the_conversation_keeps_what_was_heard_marked_cut_off(
+    browser: webdriver.Chrome, cli: Cli, fake_api: FakeAnthropic
+) -> None:
+    # The model's stream fails mid-answer: the page says so, lets what was spoken play
+    # out, and the conversation keeps exactly that (the spoken chunks), cut off.
+    fake_api.script = Script(text=TEXT, piece=3, delay_s=0.01, error_after=61)
+    process, url = started(cli, fake_api, VOICESTREAM_ANTHROPIC_MAX_RESUMES="0")
+    try:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 40, poll_frequency=0.05)
+        browser.find_element(By.ID, "question").send_keys("Tell me.", Keys.ENTER)
+        wait.until(lambda d: len(history_items(d)) == 2)
+        assert "API" in browser.find_element(By.ID, "status").text  # the error, said
+        assert body(browser, "state") == "stopped"
+        assistant = history_items(browser)[1]
+        assert assistant.endswith("(cut off)")
+        said = assistant.removeprefix("Assistant: ").removesuffix(" (cut off)").strip()
+        answer = body(browser, "answer-id")
+        with httpx2.stream("GET", f"{url}/v1/answers/{answer}/events", timeout=30) as r:
+            data = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        spoken = " ".join(d["text"] for d in data if "index" in d)
+        assert said == spoken and TEXT.startswith(said) and len(said) < len(TEXT)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
