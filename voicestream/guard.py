@@ -139,10 +139,18 @@ class Guard:
 
     def authorized(self, header: str) -> bool:
         assert self.token is not None
-        scheme, _, given = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), self.token.encode())
+        return bearer(header, self.token)
+
+
+def bearer(header: str, token: str) -> bool:
+    """Whether an Authorization header is ``Bearer TOKEN`` (the scheme in any case)."""
+    scheme, _, given = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and same_token(given.strip(), token)
+
+
+def same_token(given: str, token: str) -> bool:
+    """``given == token``, compared in constant time."""
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 async def respond(send: Send, status: int, message: str, headers: dict[str, str]) -> None:

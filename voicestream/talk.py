@@ -30,7 +30,6 @@ without holding the answer.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .errors import redact
+from .guard import bearer, same_token
 from .relay import FINAL, AnswerLog, Gone, RelayDown
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Talk:
     def __init__(self, server: Server, websocket: WebSocket) -> None:
         self.server = server
         self.ws = websocket
-        self.authorized = server.token is None or _bearer(
+        self.authorized = server.token is None or bearer(
             websocket.headers.get("authorization", ""), server.token
         )
         self.send_lock = trio.Lock()
@@ -117,7 +117,7 @@ class Talk:
         if kind == "auth":
             token = frame.get("token")
             given = token if isinstance(token, str) else ""
-            if self.server.token is not None and not _equal(given, self.server.token):
+            if self.server.token is not None and not same_token(given, self.server.token):
                 raise Refused(401, "wrong token", close=True)
             self.authorized = True
             return
@@ -301,12 +301,3 @@ def _end(chunk: str, rate: int) -> int:
     fields = json.loads(chunk)
     end_s = float(fields["audio_start_s"]) + float(fields["audio_s"])
     return 2 * round(end_s * rate)
-
-
-def _bearer(header: str, token: str) -> bool:
-    scheme, _, given = header.strip().partition(" ")
-    return scheme.lower() == "bearer" and _equal(given.strip(), token)
-
-
-def _equal(given: str, token: str) -> bool:
-    return hmac.compare_digest(given.encode(), token.encode())
