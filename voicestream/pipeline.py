@@ -228,20 +228,97 @@ async def speak(
     :class:`voicestream.runner.Answer`, which adds the cost check, the events and
     ``stop()``.
     """
-    buffers = buffers or Buffers.from_config(BuffersConfig())
-    chunker = chunker if chunker is not None else SentenceChunker()
-    metrics = Metrics() if metrics is None else metrics
-    timeline = Timeline() if timeline is None else timeline
-    started = trio.current_time()
-    source_error: list[SourceError] = []
+    pipeline = Pipeline(
+        source,
+        synthesizer,
+        sink,
+        captions=captions,
+        buffers=buffers or Buffers.from_config(BuffersConfig()),
+        chunker=chunker if chunker is not None else SentenceChunker(),
+        metrics=Metrics() if metrics is None else metrics,
+        timeline=Timeline() if timeline is None else timeline,
+        on_chunk=on_chunk,
+        on_block=on_block,
+    )
+    return await pipeline.run()
 
-    async def read_and_chunk(out: SendEnd[str]) -> None:
+
+class Pipeline:
+    """One answer's pipeline: its three stages (:meth:`read_and_chunk`,
+    :meth:`synthesize`, :meth:`play`) and everything it holds, named here. Run it
+    once (:func:`speak`).
+
+    Where the answer's bytes live while it runs (ARCHITECTURE.md has the whole
+    picture):
+
+    - ``chunker``: the text of the sentence being written, until it is a chunk;
+    - ``chunks``: chunks waiting for the engine (the text channel);
+    - ``unsent``: audio synthesized and cut into blocks, not yet in the audio
+      channel (at most one part: :meth:`synthesize` waits for room first);
+    - ``audio``: blocks waiting for the sink (the jitter buffer);
+    - ``taken``: the block being written to the sink;
+    - ``timeline``: the texts and word marks of the chunks still playing (played
+      ones collapse to counts), and the sink's own device buffer.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        synthesizer: Synthesizer,
+        sink: Sink,
+        *,
+        captions: TextOut | None,
+        buffers: Buffers,
+        chunker: SentenceChunker,
+        metrics: Metrics,
+        timeline: Timeline,
+        on_chunk: Callable[[int, Audio, float], None] | None,
+        on_block: Callable[[Audio, float], None] | None,
+    ) -> None:
+        self.source = source
+        self.synthesizer = synthesizer
+        self.sink = sink
+        self.captions = captions
+        self.chunker = chunker
+        self.metrics = metrics
+        self.timeline = timeline
+        self.on_chunk = on_chunk
+        self.on_block = on_block
+        self.block_s = sink.block_s or buffers.block_s
+        self.pacer = Pacer(chunker.config.first_fragment_words) if chunker.config.pace else None
+        self.chunks_out, self.chunks = buffers.open("text")
+        self.audio_out, self.audio = buffers.open("audio")
+        self.unsent: list[Audio] = []  # synthesized, but its send was cancelled
+        self.taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
+        self.synthesized_s = 0.0  # seconds of audio made so far
+        self.source_error: SourceError | None = None
+        self.drained = trio.Event()  # all of it played (or stored): all of it was heard
+        self.started = 0.0
+        metrics.live.update(chunks=self.chunks, audio=self.audio)
+
+    async def run(self) -> Metrics:
+        self.started = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.read_and_chunk)
+                nursery.start_soon(self.synthesize)
+                nursery.start_soon(self.play)
+        finally:
+            self.finish()
+        if self.source_error is not None:
+            raise self.source_error
+        return self.metrics
+
+    async def read_and_chunk(self) -> None:
+        """The source's pieces, cleaned, captioned and chunked, into ``chunks``."""
+        metrics, chunker, captions = self.metrics, self.chunker, self.captions
         controls = ControlFilter()  # nothing the model writes can drive the terminal
         clock = trio.lowlevel.current_clock()  # read once a piece: the shortest way
+        started = self.started
         last_read = 0.0
-        async with out:
+        async with self.chunks_out as out:
             try:
-                async with aclosing(source.stream()) as pieces:
+                async with aclosing(self.source.stream()) as pieces:
                     async for raw in pieces:
                         now = clock.current_time() - started
                         if metrics.ttft_s is None:
@@ -260,109 +337,99 @@ async def speak(
                         if chunks:
                             await send_all(out, chunks)
             except SourceError as e:
-                source_error.append(e)  # speak what arrived, then report
+                self.source_error = e  # speak what arrived, then report
             await send_all(out, chunker.flush())
 
-    unsent: list[Audio] = []  # synthesized, but its send was cancelled
-    block_s = sink.block_s or buffers.block_s
-
-    pacer = Pacer(chunker.config.first_fragment_words) if chunker.config.pace else None
-    synthesized = [0.0]  # seconds of audio made so far
-
-    def ahead_s() -> float | None:
+    def ahead_s(self) -> float | None:
         """Audio made and not yet played (None: nothing plays in real time)."""
-        played_s = sink.played_s
-        return None if played_s is None else synthesized[0] - played_s
+        played_s = self.sink.played_s
+        return None if played_s is None else self.synthesized_s - played_s
 
-    async def synthesize(chunks: ReceiveEnd[str], out: SendEnd[Audio]) -> None:
-        async with chunks, out:
-            async for chunk in chunks:
+    async def synthesize(self) -> None:
+        """Each chunk into audio, in parts when a slow engine could not say it whole
+        in time, into ``audio``."""
+        async with self.chunks, self.audio_out:
+            async for chunk in self.chunks:
                 rest = chunk
-                while rest:  # in parts, when a slow engine could not say it whole in time
-                    part, rest = pacer.split(rest, ahead_s()) if pacer else (rest, "")
-                    await say(part, out)
+                while rest:
+                    part, rest = (
+                        self.pacer.split(rest, self.ahead_s()) if self.pacer else (rest, "")
+                    )
+                    await self.say(part)
 
-    async def say(text: str, out: SendEnd[Audio]) -> None:
+    async def say(self, text: str) -> None:
+        metrics, pacer, out = self.metrics, self.pacer, self.audio_out
         # Shielded: audio being made when the answer is cancelled is kept for a sink
         # that keeps leftovers (a device falls silent at once all the same: play()).
         with trio.CancelScope(shield=True):
             began = trio.current_time()
-            audio = await synthesizer.synthesize(text)
+            audio = await self.synthesizer.synthesize(text)
             took = trio.current_time() - began
             out.note_production(took, audio.seconds)
         metrics.synthesis_s += took
         if metrics.first_chunk_ready_s is None:
-            metrics.first_chunk_ready_s = trio.current_time() - started
+            metrics.first_chunk_ready_s = trio.current_time() - self.started
         if pacer is not None:
             pacer.learn(text, took, audio.seconds)
-            if not synthesized[0] and ahead_s() is not None:
+            if not self.synthesized_s and self.ahead_s() is not None:
                 metrics.head_start_s = pacer.hold(audio.seconds)
         if not audio.words and len(audio.samples) and speakable(text):
             audio = replace(audio, words=tuple(estimate(text, len(audio.samples))))
-        if on_chunk is not None:
-            on_chunk(metrics.chunks, audio, synthesized[0])
-        synthesized[0] += audio.seconds
+        if self.on_chunk is not None:
+            self.on_chunk(metrics.chunks, audio, self.synthesized_s)
+        self.synthesized_s += audio.seconds
         metrics.chunks += 1
         metrics.inflight_audio_s = audio.seconds
-        unsent.extend(blocks(audio, block_s))
+        unsent = self.unsent
+        unsent.extend(blocks(audio, self.block_s))
         del audio  # its blocks are all that is kept of it
         while unsent:
             await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
             metrics.inflight_audio_s -= unsent.pop(0).seconds
 
-    taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
-    drained = trio.Event()  # all of it played (or stored): all of it was heard
-
-    async def play(audio_in: ReceiveEnd[Audio]) -> None:
+    async def play(self) -> None:
+        """The blocks from ``audio`` into the sink, each added to the timeline."""
         try:
-            await play_all(audio_in)
+            await self.play_all()
         except trio.Cancelled:
             # Cut off: silent now, not once a synthesis in progress has finished.
-            sink.silence()
+            self.sink.silence()
             raise
 
-    async def play_all(audio_in: ReceiveEnd[Audio]) -> None:
-        async for audio in audio_in:
+    async def play_all(self) -> None:
+        metrics, sink, timeline, taken = self.metrics, self.sink, self.timeline, self.taken
+        async for audio in self.audio:
             if metrics.ttfa_s is None:
                 await trio.sleep(metrics.head_start_s)  # 0 but for a slow engine
-                metrics.ttfa_s = trio.current_time() - started
+                metrics.ttfa_s = trio.current_time() - self.started
             taken.append(audio)
             timeline.add(audio)  # before the write: a device plays it while it is written
             await sink.write(audio)
             taken.pop()
-            if on_block is not None:
-                on_block(audio, metrics.audio_s)
+            if self.on_block is not None:
+                self.on_block(audio, metrics.audio_s)
             metrics.audio_s += audio.seconds
         await sink.drain()
-        drained.set()
+        self.drained.set()
 
-    chunks_out, chunks_in = buffers.open("text")
-    audio_out, audio_in = buffers.open("audio")
-    metrics.live.update(chunks=chunks_in, audio=audio_in)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_and_chunk, chunks_out)
-            nursery.start_soon(synthesize, chunks_in, audio_out)
-            nursery.start_soon(play, audio_in)
-    finally:
-        # Cancelled or failed: keep the audio that exists but was not handed over
-        # (a WAV stores it, a speaker drops it), in the order it was made.
-        for audio in taken:  # in the timeline already: handed over as it was written
+    def finish(self) -> None:
+        """Cancelled or failed: keep the audio that exists but was not handed over
+        (a WAV stores it, a speaker drops it), in the order it was made; then the
+        figures, and the sink closed."""
+        metrics, sink, timeline = self.metrics, self.sink, self.timeline
+        for audio in self.taken:  # in the timeline already: handed over as it was written
             if sink.leftover(audio):
                 metrics.audio_s += audio.seconds
-        for audio in [*_drain(audio_in), *unsent]:
+        for audio in [*_drain(self.audio), *self.unsent]:
             if sink.leftover(audio):
                 timeline.add(audio)
                 metrics.audio_s += audio.seconds
-        heard = timeline.frames if drained.is_set() else heard_frames(sink, timeline)
+        heard = timeline.frames if self.drained.is_set() else heard_frames(sink, timeline)
         metrics.heard_words = timeline.started(heard)
         metrics.channels = {n: ChannelFigures.of(c.statistics()) for n, c in metrics.live.items()}
-        audio_in.close()
+        self.audio.close()
         sink.close()
-        metrics.wall_s = trio.current_time() - started
+        metrics.wall_s = trio.current_time() - self.started
         metrics.underruns = sink.underruns
         metrics.underrun_s = sink.underrun_s
         metrics.inflight_audio_s = 0.0
-    if source_error:
-        raise source_error[0]
-    return metrics
