@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 from conftest import Cli
 from wavcheck import read_wav, voiced_fraction
 
@@ -58,3 +62,41 @@ def test_load_config_checks_overrides_like_the_command_line() -> None:
         voicestream.load_config(voice={"rate": 5})
     with pytest.raises(voicestream.UsageError, match=r"unknown key 'voice\.rat'"):
         voicestream.load_config(voice={"rat": 200})
+
+
+def traced_peak(words: int) -> tuple[int, int]:
+    """The peak of traced memory while the public API speaks an answer of ``words``
+    words (the silent engine, audio discarded), and the length of its text."""
+    config = voicestream.load_config(voice={"engine": "silent"})
+
+    async def stream(count: int) -> AsyncIterator[str]:
+        rng = random.Random(count)
+        for n in range(count):  # made as it goes: the test holds none of it
+            word = rng.choice(WORDS)
+            end = "." if n % 13 == 12 else "," if n % 7 == 6 else ""
+            text = f"{word}{end} "
+            for i in range(0, len(text), 4):
+                yield text[i : i + 4]
+
+    async def run(count: int) -> int:
+        return len((await voicestream.speak(stream(count), play=False, config=config)).text)
+
+    trio.run(run, 200)  # imports and first-use caches, outside the measure
+    tracemalloc.start()
+    try:
+        length = trio.run(run, words)
+        return tracemalloc.get_traced_memory()[1], length
+    finally:
+        tracemalloc.stop()
+
+
+WORDS = "the model writes and the voice speaks every word while it is still coming".split()
+
+
+def test_an_answers_memory_does_not_grow_with_its_length() -> None:
+    # Played chunks collapse to counts; the text is kept once, as text. Before: 290 bytes a
+    # word (every word's mark and every piece kept to the end): x4.75 for x10 the words.
+    short, short_length = traced_peak(2_000)
+    long, long_length = traced_peak(20_000)
+    assert long_length > 9 * short_length  # the answer really was ten times as long
+    assert long <= 1.5 * short + 2 * (long_length - short_length) + 64_000, (short, long)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -123,13 +123,17 @@ class Device:
 Sample = tuple[str, str, str, str]  # caption, the word in it; the device's chunk and word
 
 
-async def play(stop_after: float | None) -> tuple[Timeline, Device, Metrics, list[Sample]]:
-    """Speak TEXT into the virtual device; sample (caption, word, oracle) every 50 ms."""
+async def play(
+    stop_after: float | None,
+) -> tuple[Timeline, Device, Metrics, list[Sample], list[str]]:
+    """Speak TEXT into the virtual device; sample (caption, word, oracle) every 50 ms.
+    The last item: every chunk's text, as synthesized."""
     device = Device()
     timeline = Timeline()
     metrics = Metrics()
     source = DemoSource(DemoConfig(first_token_s=0.4, tokens_per_s=60, seed=7), TEXT)
     samples: list[Sample] = []
+    texts: list[str] = []
 
     async def sample() -> None:
         while True:
@@ -142,40 +146,44 @@ async def play(stop_after: float | None) -> tuple[Timeline, Device, Metrics, lis
         nursery.start_soon(device.run)
         nursery.start_soon(sample)
         with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
-            await speak(source, MarkedEngine(), device, timeline=timeline, metrics=metrics)
+            await speak(
+                source, MarkedEngine(), device, timeline=timeline, metrics=metrics,
+                on_chunk=lambda _, audio, __: texts.append(audio.text),
+            )  # fmt: skip
         nursery.cancel_scope.cancel()
-    return timeline, device, metrics, samples
+    return timeline, device, metrics, samples, texts
 
 
 async def test_the_caption_follows_the_sentence_and_the_word_being_played(
     clock: trio.testing.MockClock,
 ) -> None:
-    timeline, device, metrics, samples = await play(None)
-    assert len(timeline.texts) >= 4
+    timeline, device, metrics, samples, texts = await play(None)
+    assert len(texts) >= 4 and timeline.chunks == len(texts)
+    assert len(timeline.texts) == 1  # played chunks were collapsed as they played
     assert all(caption == playing for caption, _, playing, _ in samples)
     assert all(word == heard for caption, word, _, heard in samples if caption)
     shown = [caption for caption, *_ in samples if caption]
     in_order = [text for i, text in enumerate(shown) if i == 0 or shown[i - 1] != text]
-    assert in_order == timeline.texts  # every sentence, once each, in order
-    assert [*device.finished, device.playing] == timeline.texts
+    assert in_order == texts  # every sentence, once each, in order
+    assert [*device.finished, device.playing] == texts
     words = [word for _, word, _, _ in samples if word]
     assert len({*words}) > 10  # the emphasis moved from word to word
-    assert timeline.heard(timeline.frames) == " ".join(timeline.texts)
-    assert metrics.heard_words == len(device.heard) == sum(len(spans(t)) for t in timeline.texts)
+    assert timeline.heard(timeline.frames) == " ".join(texts)
+    assert metrics.heard_words == len(device.heard) == sum(len(spans(t)) for t in texts)
 
 
 async def test_a_barge_in_keeps_exactly_the_words_played_before_it(
     clock: trio.testing.MockClock,
 ) -> None:
     for stop_after in (2.05, 3.0, 4.0, 5.52):
-        timeline, device, metrics, _ = await play(stop_after)
+        timeline, device, metrics, _, texts = await play(stop_after)
         heard = timeline.heard(heard_frames(device, timeline))
         # The device's own account: the chunks it finished, then the words it began.
         in_progress = device.heard[len(" ".join(device.finished).split()) :]
         expected = " ".join([*device.finished, " ".join(in_progress)]).strip()
         assert re.sub(r"[^\w ]", "", heard) == re.sub(r"[^\w ]", "", expected), stop_after
         assert heard.endswith(device.word), stop_after  # up to the word in progress
-        assert " ".join(timeline.texts).startswith(heard)
+        assert " ".join(texts).startswith(heard)
         assert metrics.heard_words == len(device.heard)
 
 
@@ -201,6 +209,30 @@ def test_heard_at_given_frames_goes_up_to_the_word_in_progress() -> None:
     assert (at.index, at.text[at.word.offset : at.word.end] if at.word else "") == (0, "three")
     assert timeline.position(420).word is None  # between chunks, before "Five"
     assert [timeline.started(f) for f in (0, 1, 101, 451, 600)] == [0, 1, 2, 5, 6]
+
+
+def test_played_chunks_collapse_and_what_is_ahead_reads_the_same() -> None:
+    def timeline() -> Timeline:
+        t = Timeline()
+        t.add(marked("One two three four.", [0, 100, 200, 300], 400))
+        t.add(marked("Five six.", [50, 150], 200))
+        second = marked("Seven eight nine.", [0, 120, 240], 300)
+        t.add(replace(second, samples=second.samples[:200], words=second.words[:2]))
+        t.add(Audio(second.samples[200:], RATE, "", (second.words[2]._replace(sample=40),)))
+        return t
+
+    whole = timeline()
+    for played in range(0, whole.frames + 1, 25):
+        kept = timeline()
+        for at in range(0, played + 1, 50):  # as a sink reports play, forward only
+            kept.forget(at)
+        kept.forget(played)
+        for f in range(played, whole.frames + 1):
+            assert kept.heard(f) == whole.heard(f), (played, f)
+            assert kept.started(f) == whole.started(f), (played, f)
+            assert kept.position(f) == whole.position(f), (played, f)
+    assert len(kept.texts) == 1 and kept.chunks == 3  # the last one is kept: it may play on
+    assert kept.word_frames() == [600, 720, 840]  # of the chunk kept
 
 
 async def test_blocks_keep_the_marks_where_their_audio_is() -> None:

@@ -196,7 +196,7 @@ class Chat:
                         error = VoicestreamError(
                             f"the answer failed: {type(cause).__name__}: {cause}"
                         )
-                        result = Result("failed", "".join(answer.pieces), answer.metrics, error)
+                        result = Result("failed", answer.text, answer.metrics, error)
                     helpers.cancel_scope.cancel()
         finally:
             self.answering = None

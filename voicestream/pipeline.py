@@ -406,6 +406,7 @@ class Pipeline:
             timeline.add(audio)  # before the write: a device plays it while it is written
             await sink.write(audio)
             taken.pop()
+            timeline.forget(heard_frames(sink, timeline))  # played chunks: counts and text
             if self.on_block is not None:
                 self.on_block(audio, metrics.audio_s)
             metrics.audio_s += audio.seconds

@@ -39,17 +39,30 @@ class Position:
 class Timeline:
     """Where each chunk and each word of an answer starts, in the frames the sink
     took (:meth:`add` each block, in order). Marks are kept as their blocks brought
-    them, a tuple a block, and looked up by bisection."""
+    them, a tuple a block, and looked up by bisection.
+
+    :meth:`forget` what has been played and its chunks collapse to counts and one
+    text (what :meth:`heard` needs of them), so an answer's timeline holds only
+    the chunks still to be heard, however long the answer. Positions before the
+    forgotten point are not asked for after it: play only goes forward."""
 
     def __init__(self) -> None:
-        self.starts: list[int] = []  # the frame where each chunk starts
+        self.starts: list[int] = []  # the frame where each kept chunk starts
         self.texts: list[str] = []
-        self._block_starts: list[int] = []  # of the blocks that carry marks
+        self.first = 0  # the answer's index of texts[0]: chunks before it are forgotten
+        self._played = bytearray()  # the forgotten chunks' texts, joined (UTF-8)
+        self._block_starts: list[int] = []  # of the kept blocks that carry marks
         self._block_marks: list[tuple[int, tuple[Word, ...]]] = []  # (chunk, its marks)
         self._before: list[int] = []  # marks in the blocks before each
         self._marks = 0
+        self._forgotten_marks = 0  # marks in the forgotten blocks
         self.frames = 0
         self.rate = 0
+
+    @property
+    def chunks(self) -> int:
+        """Chunks added so far, forgotten ones included."""
+        return self.first + len(self.texts)
 
     def add(self, audio: Audio) -> None:
         """A block the sink took (the first of a chunk carries its text)."""
@@ -58,14 +71,28 @@ class Timeline:
             self.texts.append(audio.text)
         if audio.words:
             self._block_starts.append(self.frames)
-            self._block_marks.append((len(self.texts) - 1, audio.words))
+            self._block_marks.append((self.chunks - 1, audio.words))
             self._before.append(self._marks)
             self._marks += len(audio.words)
         self.frames += len(audio.samples)
         self.rate = audio.rate
 
+    def forget(self, frames: int) -> None:
+        """``frames`` have been played: collapse the chunks played to their end."""
+        k = bisect.bisect_right(self.starts, frames) - 1  # the chunk playing: kept
+        if k <= 0:
+            return
+        for text in self.texts[:k]:
+            self._played += (f" {text}" if self.first else text).encode()
+            self.first += 1
+        del self.starts[:k], self.texts[:k]
+        j = bisect.bisect_left(self._block_marks, self.first, key=_chunk)
+        if j:
+            self._forgotten_marks = self._before[j] if j < len(self._before) else self._marks
+            del self._block_starts[:j], self._block_marks[:j], self._before[:j]
+
     def word_frames(self) -> list[int]:
-        """Where every word starts, in order."""
+        """Where every kept word starts, in order."""
         return [
             start + w.sample
             for start, (_, marks) in zip(self._block_starts, self._block_marks, strict=True)
@@ -76,12 +103,12 @@ class Timeline:
         """How many words have started once ``frames`` are played."""
         i = bisect.bisect_left(self._block_starts, frames) - 1
         if i < 0:
-            return 0
+            return self._forgotten_marks
         into = frames - self._block_starts[i]
         return self._before[i] + bisect.bisect_left(self._block_marks[i][1], into, key=_sample)
 
     def _word(self, n: int) -> tuple[int, Word]:
-        """The ``n``-th word (from 0) and its chunk."""
+        """The ``n``-th word (from 0, a kept one) and its chunk."""
         i = bisect.bisect_right(self._before, n) - 1
         chunk, marks = self._block_marks[i]
         return chunk, marks[n - self._before[i]]
@@ -90,24 +117,29 @@ class Timeline:
         """The chunk, and the word in it, being spoken once ``frames`` are played."""
         i = bisect.bisect_right(self.starts, frames) - 1
         if i < 0:
-            return Position(0, "", 0.0)
+            return Position(self.first, "", 0.0)
         end = self.starts[i + 1] if i + 1 < len(self.starts) else self.frames
         if frames >= end:
-            return Position(len(self.texts), "", 1.0)
+            return Position(self.chunks, "", 1.0)
         n = self.started(frames)
         word = None
-        if n:
+        if n > self._forgotten_marks:
             chunk, last = self._word(n - 1)
-            word = last if chunk == i else None
+            word = last if chunk == self.first + i else None
         fraction = (frames - self.starts[i]) / (end - self.starts[i])
-        return Position(i, self.texts[i], fraction, word)
+        return Position(self.first + i, self.texts[i], fraction, word)
 
     def heard(self, frames: int) -> str:
         """The text heard once ``frames`` are played: the chunks played to their end,
         then the chunk in progress up to the end of the word in progress."""
         at = self.position(frames)
         partial = at.text[: at.word.end] if at.word is not None else ""
-        return " ".join([*self.texts[: at.index], partial]).strip()
+        kept = self.texts[: at.index - self.first]
+        return " ".join([self._played.decode(), *kept, partial]).strip()
+
+
+def _chunk(marks: tuple[int, tuple[Word, ...]]) -> int:
+    return marks[0]
 
 
 def _sample(word: Word) -> int:

@@ -160,7 +160,10 @@ class Answer:
         self.buffers = buffers or Buffers.from_config(config.buffers)
         self.metrics = Metrics()
         self.timeline = Timeline()
-        self.pieces: list[str] = []
+        # The model's text, kept once: UTF-8 in one buffer (a list of pieces, or a
+        # StringIO, which keeps one too, costs ~60 bytes a piece).
+        self._written = bytearray()
+        self._line_open = False  # the captions' last line has no end yet
         self._scope = trio.CancelScope()
         self.stopped = False
         self.begun = begun  # time.monotonic() when the person asked: metrics' start_s
@@ -215,11 +218,16 @@ class Answer:
         for notice in notices:
             self.on_event(Notice(notice))
         self.on_event(Finished(outcome, self.metrics.as_dict(), str(error) if error else None))
-        return Result(outcome, "".join(self.pieces), self.metrics, error, notices)
+        return Result(outcome, self.text, self.metrics, error, notices)
+
+    @property
+    def text(self) -> str:
+        """What the model has written so far (control characters removed)."""
+        return self._written.decode()
 
     def _end_line(self) -> None:
         """End the captions' line, whatever happened (not part of the answer's text)."""
-        if self.captions is not None and self.pieces and not self.pieces[-1].endswith("\n"):
+        if self.captions is not None and self._line_open:
             with contextlib.suppress(OSError):
                 self.captions.write("\n")
                 self.captions.flush()
@@ -247,7 +255,8 @@ class _Recorder:
 
     def write(self, text: str) -> int:
         answer = self.answer
-        answer.pieces.append(text)
+        answer._written += text.encode()
+        answer._line_open = not text.endswith("\n")
         if answer.listened:
             answer.on_event(Text(text))
         if answer.captions is not None:
