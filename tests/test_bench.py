@@ -44,7 +44,9 @@ def test_memory_is_what_each_policy_holds() -> None:
     adaptive, unbounded = run("Adaptive"), run("Unbounded")
     one_second = run("text unbounded, audio 1 s")
     assert adaptive.peak_memory_bytes * 3 < unbounded.peak_memory_bytes
-    assert one_second.peak_audio_bytes < adaptive.peak_audio_bytes  # 1 s against a 2 s floor
+    # A 1 s queue still holds a whole sentence's audio as it is made (8 s); the jitter
+    # buffer's parts fit its room: 2 s and about a part.
+    assert adaptive.peak_audio_bytes * 2 < one_second.peak_audio_bytes
     for r in (adaptive, unbounded, one_second):
         assert r.peak_memory_bytes <= r.peak_text_bytes + r.peak_audio_bytes
         assert r.peak_memory_bytes >= max(r.peak_text_bytes, r.peak_audio_bytes)

@@ -175,6 +175,31 @@ async def test_jitter_senders_wait_at_the_target_and_underruns_teach_nothing(
     assert stats.capacity == 1.0  # more audio ahead would not have helped
 
 
+async def test_a_producer_waits_for_room_before_it_makes_an_item(
+    clock: trio.testing.MockClock,
+) -> None:
+    send, receive = open_channel(Jitter(floor=2.0, cap=8.0), cost=float)
+    await send.wait_room(5.0)  # empty: anything goes in
+    send.send_nowait(0.75)
+    send.send_nowait(0.75)
+    assert send.room() == 0.5
+    woke: list[float] = []
+
+    async def producer() -> None:
+        await send.wait_room(1.0)
+        woke.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        await trio.sleep(1)
+        assert not woke  # 0.5 s of room: not enough
+        await receive.receive()
+        await trio.sleep(0)
+    assert woke == [1.0] and send.room() == 1.25
+    receive.close()
+    await send.wait_room(100.0)  # nobody receives: no wait (the send will say so)
+
+
 async def test_fixed_ignores_production_times() -> None:
     send, _receive = open_channel(Fixed(2))
     send.note_production(5.0, 1.0)

@@ -66,7 +66,9 @@ def test_speech_plays_on_the_default_device(pulse: dict[str, Any], tmp_path: Pat
     heard_s = voiced_fraction(heard, rate) * len(heard) / rate
     assert heard_s == pytest.approx(expected_s, rel=0.10)
     figures = json.loads(metrics.read_text())
-    assert figures["audio_s"] == pytest.approx(len(expected) / rate, rel=0.01)
+    # Played in real time, the long sentence is said in parts that fit the jitter
+    # buffer, each with a short pause of its own: a little longer than the file's.
+    assert len(expected) / rate <= figures["audio_s"] <= 1.06 * len(expected) / rate
 
 
 def read_wav_lenient(path: Path) -> tuple[int, Any]:
@@ -199,4 +201,5 @@ def test_out_and_play_at_once_store_and_play_the_same_speech(
     recorder.send_signal(signal.SIGINT)
     recorder.wait(timeout=10)
     assert result.returncode == 0, result.stderr
-    assert len(read_wav(out)[1]) == pytest.approx(len(expected), rel=0.01)  # and stored
+    # And stored: as played, the long sentence in parts (see the test above).
+    assert len(expected) <= len(read_wav(out)[1]) <= 1.06 * len(expected)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from voicestream.audio import QUIET, Audio, trim_end
 from voicestream.config import VoiceConfig
 from voicestream.errors import UsageError
 from voicestream.synthesizers import open_synthesizer
@@ -75,3 +77,16 @@ async def test_the_same_text_gets_the_same_audio_whatever_was_said_before() -> N
     for question in ("Is it?", "Isn't that the rate for the café?", "No!"):
         await other.synthesize(question)
         assert len((await mine.synthesize("Yes.")).samples) == pytest.approx(before, abs=60)
+
+
+async def test_a_part_of_a_sentence_ends_in_a_short_pause_and_keeps_its_sound() -> None:
+    engine = await EspeakSynthesizer.open("", 180)
+    part = await engine.synthesize("Here is a short overview")
+    trimmed = trim_end(part, 0.12)
+    loud = np.flatnonzero(np.abs(part.samples) > QUIET)
+    assert (len(part.samples) - loud[-1]) / part.rate > 0.25  # alone, it ends as a sentence
+    assert len(trimmed.samples) == loud[-1] + 1 + round(0.12 * part.rate)
+    assert np.array_equal(trimmed.samples, part.samples[: len(trimmed.samples)])
+    assert trimmed.words == part.words and trimmed.text == part.text
+    silent = Audio(np.zeros(4410, dtype=np.int16), 22050, "silence")
+    assert trim_end(silent, 0.12) is silent  # the silent engine's audio is all pause

@@ -274,6 +274,21 @@ class SendEnd(trio.abc.SendChannel[T]):
                 state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def room(self) -> float:
+        """How much more the channel takes now, in cost units (its capacity less what
+        it holds; ``inf`` unbounded)."""
+        state = self._state
+        return max(0.0, state.capacity - state.used)
+
+    async def wait_room(self, cost: float) -> None:
+        """Wait until an item of ``cost`` would go in at once (or the channel is
+        empty, or nobody receives): a producer that can make its items smaller asks
+        first, and makes one that fits (:meth:`room`)."""
+        state = self._state
+        while state.open_receive and not state.fits(cost):
+            await state.senders.park()
+        await trio.lowlevel.checkpoint()
+
     def note_production(self, seconds: float, audio_s: float = 0.0) -> None:
         """The producer took ``seconds`` to make what it sends next (``audio_s`` of
         audio): a Jitter channel learns from it how much to keep ahead; other

@@ -494,6 +494,19 @@ def weak_pauses(text: str, min_words: int) -> list[int]:
     return _with_room(text, _before(text, CUT_BEFORE_AT_A_PINCH), min_words)
 
 
+def word_breaks(text: str, min_words: int) -> list[int]:
+    """Where a finished chunk may be cut when there is no pause where it is needed:
+    after any word that needs nothing after it (not one of :data:`NO_CUT_AFTER`,
+    not a number), on the same terms as :func:`pauses`."""
+    words = list(_NONSPACE.finditer(text))
+    points = {
+        before.end()
+        for before in words[:-1]
+        if (bare := _bare(before.group())).isalpha() and bare not in NO_CUT_AFTER
+    }
+    return _with_room(text, points, min_words)
+
+
 def _before(text: str, openers: frozenset[str]) -> set[int]:
     """The ends of words that need nothing after them (not one of
     :data:`NO_CUT_AFTER`, not a number) followed by one of ``openers``."""

@@ -13,6 +13,9 @@ holding a few seconds of speech ahead of playback. A send that has room never
 switches tasks; audio blocks are sized for the sink (a chunk whole for a file).
 A slow engine is paced (voicestream.pacing): a chunk it could not make before the
 audio ahead runs out is said in two parts, and its first audio gets a head start.
+While audio plays in real time, every engine says a long chunk in parts that fit
+the jitter buffer's room, each made once there is room for it: an answer holds its
+jitter target of audio and about one part, however long its sentences.
 Every block the sink takes goes into the answer's Timeline, with its word marks.
 
 Captions are printed as pieces arrive, after escape sequences and control
@@ -34,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from .audio import Audio
+from .audio import Audio, trim_end
 from .channels import (
     Adaptive,
     ChannelStatistics,
@@ -49,7 +52,7 @@ from .channels import (
 from .chunker import SentenceChunker
 from .config import BuffersConfig
 from .errors import SourceError
-from .pacing import Pacer
+from .pacing import PART_PAUSE_S, RESERVE_S, Pacer
 from .playback import Timeline, heard_frames
 from .sinks import Sink
 from .sources import Source
@@ -146,6 +149,9 @@ class Metrics:
     synthesis_s: float = 0.0  # the engine's work, all chunks: / audio_s = its real-time factor
     first_chunk_ready_s: float | None = None  # the first chunk's audio exists
     head_start_s: float = 0.0  # the first audio waited for a slow engine (voicestream.pacing)
+    # The most audio the answer held at once, seconds: queued for the sink, and made
+    # but not yet queued (the device's own buffer aside).
+    audio_held_peak_s: float = 0.0
     # From the command's start (or the API call) to the model request: what a person
     # waits before ttft_s begins, the engine's load included (None: not measured).
     start_s: float | None = None
@@ -287,6 +293,7 @@ class Pipeline:
         self.block_s = sink.block_s or buffers.block_s
         self.pacer = Pacer(chunker.config.first_fragment_words) if chunker.config.pace else None
         self.chunks_out, self.chunks = buffers.open("text")
+        self.bounded = isinstance(buffers.audio, Jitter)  # in seconds: parts fit its room
         self.audio_out, self.audio = buffers.open("audio")
         self.unsent: list[Audio] = []  # synthesized, but its send was cancelled
         self.taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
@@ -346,18 +353,40 @@ class Pipeline:
         return None if played_s is None else self.synthesized_s - played_s
 
     async def synthesize(self) -> None:
-        """Each chunk into audio, in parts when a slow engine could not say it whole
-        in time, into ``audio``."""
+        """Each chunk into audio, into ``audio``, in parts (:meth:`next_part`)."""
         async with self.chunks, self.audio_out:
             async for chunk in self.chunks:
                 rest = chunk
                 while rest:
-                    part, rest = (
-                        self.pacer.split(rest, self.ahead_s()) if self.pacer else (rest, "")
-                    )
-                    await self.say(part)
+                    part, rest = await self.next_part(rest)
+                    await self.say(part, ends_chunk=not rest)
 
-    async def say(self, text: str) -> None:
+    async def next_part(self, text: str) -> tuple[str, str]:
+        """``(what to synthesize now, the rest)``, once it is time to.
+
+        A slow engine says a chunk in parts when it could not say it whole in time
+        (:mod:`voicestream.pacing`). While audio plays in real time, a chunk is also
+        said in parts of at most about half the jitter target (at a pause; between
+        two words only where no pause comes within 1.25 targets), each made once
+        there is room for it in the jitter buffer, or, for a longer part, once the
+        buffer is down to ``RESERVE_S``: what is made is queued at once, so an answer
+        holds its jitter target of audio, not the rest of a long sentence as well.
+        A file takes audio as fast as it comes: chunks whole."""
+        pacer, out = self.pacer, self.audio_out
+        if pacer is None:
+            return text, ""
+        if self.ahead_s() is None or not self.bounded:
+            return pacer.split(text, self.ahead_s())
+        target = out.statistics().capacity  # the jitter target, seconds
+        part, rest = pacer.split(text, self.ahead_s(), target - RESERVE_S, 1.25 * target)
+        # Started once the room will be there when it is made (a slow engine's part
+        # takes a while): then what it makes goes straight in.
+        needed = min(pacer.audio_s(len(part)), target - RESERVE_S) - pacer.estimate(len(part))
+        await out.wait_room(max(0.0, needed))
+        part, more = pacer.split(part, self.ahead_s())  # in time, with what is ahead now
+        return part, f"{more} {rest}".strip()
+
+    async def say(self, text: str, ends_chunk: bool = True) -> None:
         metrics, pacer, out = self.metrics, self.pacer, self.audio_out
         # Shielded: audio being made when the answer is cancelled is kept for a sink
         # that keeps leftovers (a device falls silent at once all the same: play()).
@@ -366,6 +395,8 @@ class Pipeline:
             audio = await self.synthesizer.synthesize(text)
             took = trio.current_time() - began
             out.note_production(took, audio.seconds)
+        if not ends_chunk:  # a part: the pause at a comma, not a sentence's
+            audio = trim_end(audio, PART_PAUSE_S)
         metrics.synthesis_s += took
         if metrics.first_chunk_ready_s is None:
             metrics.first_chunk_ready_s = trio.current_time() - self.started
@@ -380,6 +411,8 @@ class Pipeline:
         self.synthesized_s += audio.seconds
         metrics.chunks += 1
         metrics.inflight_audio_s = audio.seconds
+        held = out.statistics().size + audio.seconds
+        metrics.audio_held_peak_s = max(metrics.audio_held_peak_s, held)
         unsent = self.unsent
         unsent.extend(blocks(audio, self.block_s))
         del audio  # its blocks are all that is kept of it
