@@ -32,6 +32,13 @@ same ``--answers`` at once, over one WebSocket each or over an event stream and 
 audio stream each: first audio p50/p99, the server's CPU per answer and the bytes on
 the wire per answer (loopback's IP bytes, both ways); then barge-in, 20 times each: from
 the stop (the ``stop`` frame, or the ``DELETE``) to the last audio that arrived.
+
+    .venv/bin/python benchmarks/serve.py --pool [--counts 1,2,3,4,5,6,8] [--piper-threads 2,1]
+
+Piper answers without an underrun against ``[server] engines_per_voice`` (1, then
+the cores): N answers at once in one voice on one process, each followed for 20 s
+(``benchmarks/relay.py``'s load), until the first N with an underrun; at the
+shipped two onnxruntime threads per synthesis, then at one.
 """
 
 from __future__ import annotations
@@ -420,6 +427,37 @@ def talk_against_sse(answers: int) -> None:
               f"| {kb:,.0f} KB | {s50 * 1000:.0f} / {smax * 1000:.0f} ms |")  # fmt: skip
 
 
+def pool_capacity(counts: list[int], threads: int) -> list[dict[str, Any]]:
+    """Answers without an underrun at each pool size (one process, Piper)."""
+    from relay import one_load
+
+    rows = []
+    for pool in sorted({1, os.cpu_count() or 1}):
+        env = os.environ | {"VOICESTREAM_VOICE_PIPER_THREADS": str(threads),
+                            "VOICESTREAM_SERVER_ENGINES_PER_VOICE": str(pool)}  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "voicestream", "serve", "--source", "demo", "--engine",
+             "piper", "--port", "0", "--max-answers", "64"],
+            stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        url = line.split(" on ")[1].split("/ ")[0]
+        try:
+            for n in counts:
+                underruns = one_load(url, n)
+                rows.append({"threads": threads, "pool": pool, "answers": n,
+                             "underruns": underruns})  # fmt: skip
+                print(f"piper threads {threads}, pool {pool}, {n} answers: underruns "
+                      f"{underruns}", flush=True)  # fmt: skip
+                if sum(underruns):
+                    break
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=200)
@@ -429,7 +467,15 @@ def main() -> None:
     parser.add_argument("--poisoned", type=int, default=100, help="with --attack: poisoned POSTs")
     parser.add_argument("--source", choices=["demo", "openai"], default="demo")
     parser.add_argument("--talk", action="store_true", help="/v1/talk against SSE + /audio")
+    parser.add_argument("--pool", action="store_true", help="Piper answers vs pool size")
+    parser.add_argument("--counts", default="1,2,3,4,5,6,8", help="with --pool")
+    parser.add_argument("--piper-threads", default="2,1", help="with --pool")
     args = parser.parse_args()
+    if args.pool:
+        counts = [int(n) for n in args.counts.split(",")]
+        rows = [r for t in args.piper_threads.split(",") for r in pool_capacity(counts, int(t))]
+        print(json.dumps(rows, indent=1))
+        return
     if args.talk:
         talk_against_sse(args.answers)
         return

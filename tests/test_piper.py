@@ -7,12 +7,18 @@ import re
 import shutil
 from pathlib import Path
 
+import trio
+import trio.testing
 from conftest import FAST_DEMO, Cli
 from wavcheck import read_wav, voiced_fraction
 
+from voicestream.audio import Audio
+from voicestream.config import VoiceConfig
 from voicestream.sources.demo import demo_answer
+from voicestream.synthesizers import Synthesizer
 from voicestream.synthesizers.piper import bundled_voice
 from voicestream.testing import FakeAnthropic
+from voicestream.voices import Voices
 
 TEXT = "One small step for a man, one giant leap for mankind. " * 3
 
@@ -111,3 +117,27 @@ def test_without_the_extra_piper_is_a_hint_and_everything_else_works(
     spoken = run("say", "--source", "demo", "--out", str(out))
     assert spoken.returncode == 0, spoken.stderr
     assert voiced_fraction(*read_wav(out)[::-1]) > 0.5
+
+
+async def test_answers_in_one_piper_voice_are_synthesized_in_parallel_up_to_the_pool() -> None:
+    config = VoiceConfig(engine="piper")
+    for pool, expected in ((2, 2), (1, 1)):
+        voices = Voices(config, max_loaded=3, pool=pool)
+        await voices.start()
+        (_, first), (_, second) = [await voices.acquire(None, rate) for rate in (150, 200)]
+        made: list[Audio] = []
+        busy = 0
+
+        async def say(synthesizer: Synthesizer, made: list[Audio]) -> None:
+            made.append(await synthesizer.synthesize(TEXT))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(say, first, made)
+            nursery.start_soon(say, second, made)
+            await trio.testing.wait_all_tasks_blocked()  # both asked; the threads run
+            busy = first._limiter.borrowed_tokens  # type: ignore[attr-defined]
+        assert busy == expected, pool  # the two rates share the voice's pool
+        assert [len(a.words) for a in made] == [words(TEXT)] * 2  # each whole, its own marks
+    espeak = Voices(VoiceConfig(engine="espeak"), max_loaded=3, pool=4)
+    synthesizer = await espeak.start()
+    assert synthesizer._limiter.total_tokens == 1  # type: ignore[attr-defined]

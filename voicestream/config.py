@@ -134,6 +134,9 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_voices: int = number(3, 1, 1000)  # engines loaded at once (least recently used goes)
+    # Syntheses at once per loaded voice, for an engine that allows it (Piper); 0: one
+    # per core. espeak-ng is one engine per process: always one.
+    engines_per_voice: int = number(0, 0, 256)
     max_finished: int = number(1000, 0, 1_000_000)  # finished answers kept for resuming
     body_timeout_s: float = number(10.0, 0.1, 3600)  # a request body must arrive in this time
     log_level: str = one_of("warning", LOG_LEVELS)

@@ -391,7 +391,8 @@ class Server:
         self.closing = False
         self.stopped = trio.Event()  # set: stop listening, end the streams, return
         self.sample_rate = 22050
-        self.voices = Voices(config.voice, config.server.max_voices)
+        pool = config.server.engines_per_voice or os.cpu_count() or 1
+        self.voices = Voices(config.voice, config.server.max_voices, pool)
         self.exit_code = 0
         self.app = self._app()
 

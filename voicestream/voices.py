@@ -3,11 +3,13 @@
 Over HTTP a voice is a *name* from :meth:`Voices.listing` (``GET /v1/voices``),
 never a path: a request cannot make the server open a file, or learn whether one
 exists. The rate is a parameter of each synthesis (:func:`at_rate`), so every
-rate of a voice shares one loaded model. At most ``max_loaded`` voices are loaded
-(a Piper voice holds ~100 MB); to load another, the least recently used one that
-no answer is speaking with is let go, and when every one is speaking the request
-is refused (:class:`Busy`). An unknown name is a :class:`UsageError` and loads
-nothing.
+rate of a voice shares one loaded model, and its pool: ``[server] engines_per_voice``
+syntheses at once (one per core by default) where the engine allows it (Piper), so
+answers in the same voice are synthesized in parallel until the CPU is full. At
+most ``max_loaded`` voices are loaded (a Piper voice holds ~100 MB); to load
+another, the least recently used one that no answer is speaking with is let go,
+and when every one is speaking the request is refused (:class:`Busy`). An
+unknown name is a :class:`UsageError` and loads nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import trio
 
 from .config import VoiceConfig
 from .errors import UsageError
-from .synthesizers import Synthesizer, at_rate, open_synthesizer
+from .synthesizers import Synthesizer, ThreadedSynthesizer, at_rate, open_synthesizer
 
 
 class Busy(Exception):
@@ -38,9 +40,10 @@ class _Loaded:
 class Voices:
     """The engine's voices by name, and the ones loaded (see the module docstring)."""
 
-    def __init__(self, config: VoiceConfig, max_loaded: int) -> None:
+    def __init__(self, config: VoiceConfig, max_loaded: int, pool: int = 1) -> None:
         self.config = config
         self.max_loaded = max_loaded
+        self.pool = pool  # syntheses at once per voice, where the engine allows it
         self.default = ""
         self._names: dict[str, str] = {}  # a name in any case, or an alias -> the name
         self._opens: dict[str, str] = {}  # the name -> what the engine opens (voice.voice)
@@ -72,7 +75,12 @@ class Voices:
             self._add(default, self.config.voice, "the configured voice")
         synthesizer = await open_synthesizer(self.config)  # as configured
         self.default = default
-        self._loaded[default] = _Loaded(synthesizer)
+        self._loaded[default] = _Loaded(self._pooled(synthesizer))
+        return synthesizer
+
+    def _pooled(self, synthesizer: Synthesizer) -> Synthesizer:
+        if isinstance(synthesizer, ThreadedSynthesizer):
+            synthesizer.pool(self.pool)
         return synthesizer
 
     def _add(self, name: str, opens: str, description: str, **more: str) -> None:
@@ -121,7 +129,7 @@ class Voices:
                 )
             del self._loaded[idle[0]]  # the least recently used
         config = dataclasses.replace(self.config, voice=self._opens[key])
-        loaded = _Loaded(await open_synthesizer(config))
+        loaded = _Loaded(self._pooled(await open_synthesizer(config)))
         self._loaded[key] = loaded
         return loaded
 

@@ -43,12 +43,20 @@ Samples = np.ndarray[Any, np.dtype[np.int16]]
 class ThreadedSynthesizer:
     """An engine whose work blocks: ``_synthesize(text) -> (samples, word marks)``
     runs in a worker thread, one at a time (``trio.to_thread`` behind a limiter of
-    one)."""
+    one), or, for an engine whose loaded voice may be used from several threads at
+    once (``parallel``), as many at a time as :meth:`pool` allows."""
 
     sample_rate: int
+    parallel = False  # its voice is safe to use from several threads at once
 
     def __init__(self) -> None:
         self._limiter = trio.CapacityLimiter(1)
+
+    def pool(self, size: int) -> int:
+        """Let ``size`` syntheses run at once (the voice and its clones at other rates
+        share them); an engine that is not ``parallel`` stays at one. The size set."""
+        self._limiter.total_tokens = size if self.parallel else 1
+        return int(self._limiter.total_tokens)
 
     async def synthesize(self, text: str) -> Audio:
         if not speakable(text):

@@ -103,6 +103,10 @@ def _with_alignments(path: Path) -> str | bytes:
 
 
 class PiperSynthesizer(ThreadedSynthesizer):
+    # onnxruntime runs one session from several threads at once, and piper-tts
+    # phonemizes under its own lock: a pool of syntheses shares one loaded voice.
+    parallel = True
+
     def __init__(self, voice: Any, words_per_minute: int) -> None:
         self.voice = voice
         self.sample_rate: int = voice.config.sample_rate
