@@ -18,7 +18,7 @@ test: setup
 	$(VENV)/bin/pytest
 
 bench: setup
-	$(VENV)/bin/pip install -q -e '.[dev,piper,bench]'
+	$(VENV)/bin/pip install -q -e '.[dev,piper,listen,bench]'
 	$(VENV)/bin/python benchmarks/chunker.py
 	$(VENV)/bin/voicestream bench --out benchmarks/results
 
@@ -36,5 +36,5 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev,piper]'
+	$(VENV)/bin/pip install -q -e '.[dev,piper,listen]'
 	touch $@

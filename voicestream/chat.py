@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import trio
 
 from . import stopping
@@ -32,6 +33,7 @@ from .audio import Audio
 from .config import Config, check
 from .conversation import Conversation, Turn
 from .errors import SinkError, UsageError, VoicestreamError, redact, root_cause
+from .listen import Heard, Listener, Playing, resample
 from .playback import Playback, Timeline, heard_frames
 from .runner import Answer, Result
 from .sinks import open_sink
@@ -72,6 +74,7 @@ class Chat:
         stderr: TextIO,
         out_dir: Path | None = None,
         transcript: Path | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -91,6 +94,9 @@ class Chat:
         self.stopping = False
         self.exit_code = 0
         self.leaving = 0  # the exit code of a stop signal: quit after the answer
+        self.listener = listener  # chat --listen: spoken questions and barge-ins
+        self.spoken: Heard | None = None  # the question being answered, if it was spoken
+        self.barged_at: int | None = None  # the play position where a person began to speak
 
     def say(self, line: str, file: TextIO | None = None) -> None:
         print(redact(line), file=file or self.stderr, flush=True)
@@ -112,10 +118,13 @@ class Chat:
                 "OPENAI_API_KEY); chatting with offline demo answers"
             )
         if self.keyboard.tty:
-            self.say("Ask a question; Enter or Esc stops an answer; /help lists the commands.")
+            ask = "Ask a question (or say it)" if self.listener else "Ask a question"
+            self.say(f"{ask}; Enter or Esc stops an answer; /help lists the commands.")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._on_signals, nursery.cancel_scope)
             nursery.start_soon(preload, self.source)  # the SDK loads while the person types
+            if self.listener is not None:
+                nursery.start_soon(self.listener.run)
             await self._converse()
             nursery.cancel_scope.cancel()
         return self.exit_code
@@ -144,7 +153,7 @@ class Chat:
             if self.keyboard.tty:
                 self.stderr.write("demo> " if self.source == "demo" else "> ")
                 self.stderr.flush()
-            line = await self.keyboard.line()
+            line = await self._next_line()
             if line is None:
                 if self.keyboard.tty:
                     self.say("")
@@ -157,6 +166,33 @@ class Chat:
                 await self._answer(question)
             if self.leaving:
                 return
+
+    async def _next_line(self) -> str | None:
+        """A typed line, or a spoken question (shown as if typed); None at the end of
+        the input."""
+        self.spoken = None
+        if self.listener is None:
+            return await self.keyboard.line()
+        got: list[str | None] = []
+        async with trio.open_nursery() as nursery:
+
+            async def typed() -> None:
+                got.append(await self.keyboard.line())
+                nursery.cancel_scope.cancel()
+
+            async def said() -> None:
+                assert self.listener is not None
+                self.spoken = await self.listener.questions.receive()
+                got.append(self.spoken.text)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(typed)
+            nursery.start_soon(said)
+        if self.spoken is not None:
+            shown = self.spoken.text.replace("\n", " ")
+            self.stderr.write(f"{shown}\n" if self.keyboard.tty else f"> {shown}\n")
+            self.stderr.flush()
+        return got[0]
 
     def _open_source(self, question: str) -> Source:
         if self.source == "demo":
@@ -183,7 +219,10 @@ class Chat:
         sink = open_sink("wav" if path else "speaker", rate, self.config.output, path)
         playback = Playback(sink, rate)
         answer = Answer(source, self.synthesizer, playback, self.config, captions=self.captions)
-        self.answering, self.stopping = answer, False
+        self.answering, self.stopping, self.barged_at = answer, False, None
+        spoken = self.spoken
+        if self.listener is not None:
+            self.listener.playing = self._playing(answer, playback)
         try:
             with self.keyboard.keys():
                 async with trio.open_nursery() as helpers:
@@ -200,13 +239,15 @@ class Chat:
                     helpers.cancel_scope.cancel()
         finally:
             self.answering = None
+            if self.listener is not None:
+                self.listener.playing = None
         for notice in result.notices:
             self.say(f"voicestream: {notice}")
         self.written = self.written or bool(result.text.strip())
         interrupted = result.outcome == "stopped"
         self._finish(
             question, result.text.strip(), playback, answer.timeline, interrupted, result.error,
-            path,
+            path, spoken,
         )  # fmt: skip
 
     def _finish(
@@ -218,8 +259,11 @@ class Chat:
         interrupted: bool,
         error: VoicestreamError | None,
         path: Path | None,
+        spoken: Heard | None = None,
     ) -> None:
         frames = heard_frames(playback, timeline)
+        if self.barged_at is not None:  # what was heard when the person began to speak
+            frames = min(frames, self.barged_at)
         heard_s = frames / playback.rate
         footer = f"stopped after {heard_s:.1f} s of speech; the history keeps what was heard"
         self.captions.end(footer if interrupted else "")
@@ -230,7 +274,7 @@ class Chat:
         turn = Turn(
             question, written, timeline.heard(frames), interrupted, str(error) if error else None,
             str(path) if path else None, playback.written / playback.rate, heard_s,
-            timeline.started(frames),
+            timeline.started(frames), (spoken.start_s, spoken.end_s) if spoken else None,
         )  # fmt: skip
         if not self.conversation.add(turn):
             return  # nothing came: the question is not part of the conversation
@@ -239,6 +283,25 @@ class Chat:
             lines = turn.transcript(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             with self.transcript.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+
+    def _playing(self, answer: Answer, playback: Playback) -> Playing:
+        """The answer as the listener sees it: what was played lately, and a barge-in
+        that stops it keeping what was heard when the person began to speak."""
+        timeline = answer.timeline
+
+        def played(from_s: float, to_s: float) -> np.ndarray:
+            at, rate = heard_frames(playback, timeline), playback.rate
+            return resample(
+                playback.segment(at + round(from_s * rate), at + round(to_s * rate)), rate
+            )
+
+        def stop(ago_s: float) -> None:
+            at = heard_frames(playback, timeline) - round(ago_s * playback.rate)
+            self.barged_at = max(0, at)
+            self.stopping = True
+            answer.stop()
+
+        return Playing(played, stop)
 
     async def _stop_on_key(self, answer: Answer) -> None:
         await self.keyboard.stop_key()

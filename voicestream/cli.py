@@ -1,4 +1,5 @@
-"""The ``voicestream`` command: ``say``, ``chat``, ``voices``, ``devices``, ``bench``.
+"""The ``voicestream`` command: ``say``, ``chat``, ``serve``, ``hear``, ``voices``,
+``devices``, ``bench``.
 
 Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration,
 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (voicestream.stopping). Errors are one
@@ -104,6 +105,10 @@ def _parser() -> _Parser:
     chat.add_argument(
         "--transcript", type=Path, metavar="FILE", help="append the conversation as JSON lines"
     )
+    chat.add_argument(
+        "--listen", action="store_true",
+        help="also take spoken questions, and stop an answer by speaking (the listen extra)",
+    )  # fmt: skip
 
     serve = commands.add_parser(
         "serve", parents=[common], help="speak answers to browsers and HTTP clients"
@@ -156,7 +161,18 @@ def _parser() -> _Parser:
     voices = commands.add_parser("voices", help="list the voices the engine offers")
     voices.add_argument("--engine", choices=ENGINES, help="whose voices (the configured engine)")
     voices.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
-    commands.add_parser("devices", help="list the audio output devices PortAudio sees")
+    devices = commands.add_parser("devices", help="list the audio devices PortAudio sees")
+    devices.add_argument("--input", action="store_true", help="input devices (microphones)")
+
+    hear = commands.add_parser(
+        "hear", help="print what is said in a recording, or into the microphone"
+    )
+    hear.add_argument("file", nargs="?", type=Path, help="a recording (WAV, FLAC, MP3, ...)")
+    hear.add_argument(
+        "--seconds", type=float, metavar="N", help="listen to the microphone for N seconds"
+    )
+    hear.add_argument("--config", type=Path, metavar="FILE", help="a config file (TOML)")
+    hear.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.commands = dict(commands.choices)
     return parser
 
@@ -374,7 +390,12 @@ async def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         args.out.mkdir(exist_ok=True)
     if args.transcript is not None:
         _check_writable(args.transcript, "the transcript")
-    chat = Chat(cfg, name, Keyboard(), stdout, stderr, args.out, args.transcript)
+    listener = None
+    if args.listen:
+        from .listen import Listener
+
+        listener = await Listener.open(cfg.listen)  # the microphone and the model, or exit 2
+    chat = Chat(cfg, name, Keyboard(), stdout, stderr, args.out, args.transcript, listener)
     return await chat.run()
 
 
@@ -435,7 +456,51 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(argv + (["--seeds", str(args.seeds)] if args.seeds else []))
 
 
-def _devices(stdout: TextIO, stderr: TextIO) -> int:
+async def _hear(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """``hear FILE`` or ``hear --seconds N``: each utterance's text on a line of its
+    own; nothing for silence."""
+    from . import listen
+    from .listen.speech import FRAME_S
+
+    if (args.file is None) == (args.seconds is None):
+        raise UsageError("hear takes a recording or --seconds N (the microphone), one of them")
+    if args.seconds is not None and not 0 < args.seconds <= 3600:
+        raise UsageError("--seconds must be above 0 and at most 3600")
+    cfg = configuration.load(args.config, os.environ, {})
+    detector = listen.Detector()
+    if args.file is not None:
+        frames = listen.frames_of(listen.read_audio(args.file))
+    else:
+        microphone = listen.Microphone(listen.check_input(cfg.listen.device))
+        frames = _first(microphone.frames(), round(args.seconds / FRAME_S))
+    transcriber = await listen.Transcriber.open(cfg.listen)
+    async for event in listen.utterances(frames, detector, transcriber, cfg.listen):
+        if isinstance(event, listen.Heard):
+            print(event.text, file=stdout, flush=True)
+    return 0
+
+
+async def _first(frames: Any, count: int) -> Any:
+    """The first ``count`` of ``frames``."""
+    async with contextlib.aclosing(frames):
+        n = 0
+        async for frame in frames:
+            yield frame
+            n += 1
+            if n >= count:
+                return
+
+
+def _devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if args.input:
+        from .listen import list_inputs
+
+        inputs = list_inputs()
+        if not inputs:
+            print("voicestream: PortAudio sees no audio input device", file=stderr)
+        for index, name, channels in inputs:
+            print(f"{index:>3}  {name}  ({channels} channels)", file=stdout)
+        return 0
     from .sinks.speaker import list_devices
 
     devices = list_devices()
@@ -465,12 +530,12 @@ def run(
         if args.command == "voices":
             return _listed(_voices, args, stdout)
         if args.command == "devices":
-            return _devices(stdout, stderr)
+            return _devices(args, stdout, stderr)
         if args.command == "bench":
             return _bench(args)
         try:
             stopping.check()  # a stop signal during start-up that Python swallowed
-            command = {"chat": _chat, "serve": _serve}.get(args.command, _say)
+            command = {"chat": _chat, "serve": _serve, "hear": _hear}.get(args.command, _say)
             result: int = trio.run(command, args, stdout, stderr)
         except BaseExceptionGroup as group:
             raise root_cause(group) from group

