@@ -5,7 +5,6 @@ PulseAudio whose "microphone" is a null sink's monitor that the test plays into.
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import signal
@@ -337,9 +336,9 @@ class Words:
 
 async def listen_over(
     probabilities: list[float], playing: bool, min_s: float = 0.4
-) -> tuple[list[float], list[str]]:
+) -> tuple[list[int], list[bool], list[str]]:
     """A listener fed ``probabilities`` (silent frames, so nothing is echo) while an
-    answer plays or not: the barge-ins (how long ago speech began) and the questions."""
+    answer plays or not: its stops (at which play position), holds and questions."""
     from voicestream.config import ListenConfig
     from voicestream.listen import Listener, Playing
 
@@ -349,18 +348,25 @@ async def listen_over(
 
     config = ListenConfig(end_silence_s=0.3, barge_in_min_s=min_s)
     listener = Listener(config, frames(), Scripted(probabilities), Words())  # type: ignore[arg-type]
-    stops: list[float] = []
+    stops: list[int] = []
+    held: list[bool] = []
+    at = iter(range(0, 10**9, 512))  # the play position, a frame further at each look
     if playing:
-        listener.playing = Playing(lambda a, b: np.zeros(0, dtype=np.float32), stops.append)
+        listener.playing = Playing(
+            lambda a, b: np.zeros(0, dtype=np.float32), lambda: next(at), held.append,
+            stops.append,
+        )  # fmt: skip
     await listener.run()
-    return stops, [heard.text async for heard in listener.questions]
+    return stops, held, [heard.text async for heard in listener.questions]
 
 
-async def test_speech_over_an_answer_stops_it_once_it_lasts_long_enough() -> None:
+async def test_speech_over_an_answer_holds_it_at_once_and_stops_it_if_it_goes_on() -> None:
     speech = [0.1] * 10 + [0.9] * 20 + [0.1] * 20  # 0.64 s of speech
-    stops, questions = await listen_over(speech, playing=True)
-    assert stops == [pytest.approx(math.ceil(0.4 / FRAME_S) * FRAME_S)]  # began 0.4 s before
+    stops, held, questions = await listen_over(speech, playing=True)
+    assert held == [True]  # silent from its first voiced frame, not let go on
+    assert stops == [0]  # the position when it began: the first look
     assert questions == ["mm-hm"]  # and what was said is the next question
     backchannel = [0.1] * 10 + [0.9] * 8 + [0.1] * 20  # 0.26 s: "mm-hm"
-    assert await listen_over(backchannel, playing=True) == ([], [])  # stops and asks nothing
-    assert await listen_over(backchannel, playing=False) == ([], ["mm-hm"])  # at the prompt
+    stops, held, questions = await listen_over(backchannel, playing=True)
+    assert (stops, held, questions) == ([], [True, False], [])  # held, let go on, not asked
+    assert await listen_over(backchannel, playing=False) == ([], [], ["mm-hm"])  # at the prompt

@@ -285,23 +285,26 @@ class Chat:
                 f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
 
     def _playing(self, answer: Answer, playback: Playback) -> Playing:
-        """The answer as the listener sees it: what was played lately, and a barge-in
-        that stops it keeping what was heard when the person began to speak."""
+        """The answer as the listener sees it: what was played lately, where it is, a
+        hold while a person speaks over it, and a barge-in that stops it keeping what
+        was heard when they began."""
         timeline = answer.timeline
 
+        def heard() -> int:
+            return heard_frames(playback, timeline)
+
         def played(from_s: float, to_s: float) -> np.ndarray:
-            at, rate = heard_frames(playback, timeline), playback.rate
+            at, rate = heard(), playback.rate
             return resample(
                 playback.segment(at + round(from_s * rate), at + round(to_s * rate)), rate
             )
 
-        def stop(ago_s: float) -> None:
-            at = heard_frames(playback, timeline) - round(ago_s * playback.rate)
-            self.barged_at = max(0, at)
+        def stop(at: int) -> None:
+            self.barged_at = at
             self.stopping = True
             answer.stop()
 
-        return Playing(played, stop)
+        return Playing(played, heard, playback.pause, stop)
 
     async def _stop_on_key(self, answer: Answer) -> None:
         await self.keyboard.stop_key()

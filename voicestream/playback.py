@@ -195,6 +195,13 @@ class Playback:
     def silence(self) -> None:
         self.sink.silence()
 
+    def pause(self, held: bool) -> None:
+        """Hold the sound (a person speaks over it), or let it go on; a sink that does
+        not play in real time has nothing to hold."""
+        pause = getattr(self.sink, "pause", None)
+        if pause is not None:
+            pause(held)
+
     def close(self) -> None:
         self.sink.close()
 

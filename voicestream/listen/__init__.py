@@ -46,6 +46,7 @@ from .speech import (
 
 ECHO_LOOKBACK_S = 2.0  # the played audio an echo may come from: this far back
 ECHO_AHEAD_S = 0.2  # to this far past the device's play position (its own buffers)
+RESUME_S = 0.25  # a held answer goes on after this much silence, if it was not stopped
 NO_SPEECH = 0.5  # a segment the model finds this likely to be no speech is dropped
 ECHO_TAIL_S = 2.0  # after an answer ends, its echo may still be coming back this long
 
@@ -281,11 +282,19 @@ def resample(samples: Any, rate: int) -> Frame:
 
 class Playing:
     """What the chat's listener needs of an answer that is playing: the audio the
-    device has played lately, and a way to stop it."""
+    device has played lately and where it is, and a way to hold and to stop it."""
 
-    def __init__(self, played: Callable[[float, float], Frame], stop: Callable[[float], None]):
+    def __init__(
+        self,
+        played: Callable[[float, float], Frame],
+        heard: Callable[[], int],
+        pause: Callable[[bool], None],
+        stop: Callable[[int], None],
+    ) -> None:
         self.played = played  # (from_s, to_s) relative to now: the audio played, at RATE
-        self.stop = stop  # barge-in: called once, with how long ago the speech began
+        self.heard = heard  # the play position: frames of the answer heard so far
+        self.pause = pause  # hold it silent (True) or let it go on (False)
+        self.stop = stop  # barge-in: called once, with the position when speech began
 
 
 class Listener:
@@ -310,6 +319,8 @@ class Listener:
         self._playing: Playing | None = None
         self._ended: tuple[Playing, int] | None = None  # the last answer, and when it ended
         self._stopped: Playing | None = None  # the answer an utterance stopped
+        self._held: Playing | None = None  # the answer held silent while a person speaks
+        self._onset: int | None = None  # its play position when they began
         self._over: Playing | None = None  # the answer the utterance under way began over
         self._frames = 0
         self._recent: deque[Frame] = deque(maxlen=ECHO_WINDOW // FRAME)
@@ -352,6 +363,7 @@ class Listener:
     def _frame(self, frame: Frame, probability: float, speech: Speech) -> float:
         self._recent.append(frame)
         self._frames += 1
+        self._resume_if_quiet(speech)
         playing = self._playing
         if playing is None and self._ended is not None:
             answer, ended = self._ended
@@ -364,13 +376,26 @@ class Listener:
         if echo_likeness(heard, played) > ECHO:
             self.echo_frames += 1
             return 0.0  # the answer's own voice
-        if playing is not self._playing:
-            return probability  # an answer that has ended stops nothing
-        if (
-            speech.speaking
-            and speech.voiced_s >= self.config.barge_in_min_s
-            and self._stopped is not playing
-        ):
+        if playing is not self._playing or self._stopped is playing:
+            return probability  # an answer that has ended (or is ending) stops nothing
+        if not speech.speaking and probability >= self.config.threshold:
+            # A person begins to speak over the answer: it is held silent at once, and
+            # stopped if the speech goes on, else let go on (a backchannel, a cough).
+            self._onset = playing.heard()
+            self._held = playing
+            playing.pause(True)
+        elif speech.speaking and speech.voiced_s >= self.config.barge_in_min_s:
             self._stopped = playing
-            playing.stop((speech.frames - round(speech.start_s / FRAME_S)) * FRAME_S)
+            playing.stop(self._onset if self._onset is not None else playing.heard())
         return probability
+
+    def _resume_if_quiet(self, speech: Speech) -> None:
+        """Let a held answer go on once the speech over it has stopped short."""
+        held = self._held
+        if held is None:
+            return
+        if held is not self._playing or self._stopped is held:
+            self._held = None  # ended, or stopped: nothing to let go on
+        elif speech.silent_s >= RESUME_S:
+            self._held = self._onset = None
+            held.pause(False)

@@ -76,6 +76,14 @@ class Speech:
         return self._voiced * FRAME_S if self._utterance is not None else 0.0
 
     @property
+    def silent_s(self) -> float:
+        """Time since the last voiced frame of the utterance under way (infinite
+        between utterances)."""
+        if self._utterance is None:
+            return float("inf")
+        return (self.frames - 1 - self._last_voiced) * FRAME_S
+
+    @property
     def start_s(self) -> float:
         """Where the utterance under way began."""
         return self._start * FRAME_S

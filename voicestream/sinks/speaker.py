@@ -65,6 +65,7 @@ class Ring:
         self.written = 0  # frames ever pushed (writer only)
         self.played = 0  # frames ever pulled (reader only)
         self.ending = False  # set by the writer: a shortfall now is the end, not an underrun
+        self.paused = False  # set by the writer: play silence, take nothing, count nothing
         self.underruns = 0  # pulls that had to pad with silence
         self.underrun_frames = 0
 
@@ -84,6 +85,9 @@ class Ring:
 
     def pull(self, out: Any) -> None:
         """Fill ``out`` (a 1-D view) with the next frames, padding with silence."""
+        if self.paused:
+            out[:] = 0
+            return
         size, frames = len(self.data), len(out)
         start = self.played
         n = min(frames, self.written - start)
@@ -174,6 +178,11 @@ class SpeakerSink:
 
     def leftover(self, audio: Audio) -> bool:
         return False
+
+    def pause(self, held: bool) -> None:
+        """Hold the sound (silence, the ring kept as it is), or let it go on from
+        where it was: a person speaking over the answer (chat --listen)."""
+        self.ring.paused = held
 
     def silence(self) -> None:
         """Stop the sound now: what the device and the ring hold is dropped."""
