@@ -370,3 +370,41 @@ async def test_speech_over_an_answer_holds_it_at_once_and_stops_it_if_it_goes_on
     stops, held, questions = await listen_over(backchannel, playing=True)
     assert (stops, held, questions) == ([], [True, False], [])  # held, let go on, not asked
     assert await listen_over(backchannel, playing=False) == ([], [], ["mm-hm"])  # at the prompt
+
+
+class Counting:
+    """A transcriber that notes how much audio it was given each time."""
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        self.lengths.append(len(samples))
+        return f"{len(samples)} samples"
+
+
+async def test_the_text_is_made_during_the_silence_that_ends_it() -> None:
+    from voicestream.config import ListenConfig
+    from voicestream.listen import Heard, utterances
+
+    async def hear(probabilities: list[float]) -> tuple[list[str], list[int]]:
+        async def frames() -> AsyncIterator[np.ndarray]:
+            for _ in probabilities:
+                yield np.zeros(FRAME, dtype=np.float32)
+
+        counting = Counting()
+        config = ListenConfig(end_silence_s=0.7)
+        heard = []
+        async with utterances(frames(), Scripted(probabilities), counting, config) as events:  # type: ignore[arg-type]
+            heard = [e.text async for e in events if isinstance(e, Heard)]
+        return heard, counting.lengths
+
+    end = round(0.7 / FRAME_S) + 5
+    heard, lengths = await hear([0.1] * 5 + [0.9] * 30 + [0.1] * end)
+    # Transcribed once, 0.3 s into the silence, not after the 0.7 s that ended it.
+    assert lengths == [(6 + 30 + round(0.3 / FRAME_S)) * FRAME] and heard == [
+        f"{lengths[0]} samples"
+    ]
+    pause = round(0.4 / FRAME_S)  # a pause inside the question: a guess, then the real end
+    heard, lengths = await hear([0.1] * 5 + [0.9] * 20 + [0.1] * pause + [0.9] * 10 + [0.1] * end)
+    assert len(lengths) == 2 and heard == [f"{max(lengths)} samples"]  # the guess that held

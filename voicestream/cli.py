@@ -474,9 +474,10 @@ async def _hear(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         microphone = listen.Microphone(listen.check_input(cfg.listen.device))
         frames = _first(microphone.frames(), round(args.seconds / FRAME_S))
     transcriber = await listen.Transcriber.open(cfg.listen)
-    async for event in listen.utterances(frames, detector, transcriber, cfg.listen):
-        if isinstance(event, listen.Heard):
-            print(event.text, file=stdout, flush=True)
+    async with listen.utterances(frames, detector, transcriber, cfg.listen) as events:
+        async for event in events:
+            if isinstance(event, listen.Heard):
+                print(event.text, file=stdout, flush=True)
     return 0
 
 

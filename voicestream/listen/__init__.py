@@ -47,6 +47,7 @@ from .speech import (
 ECHO_LOOKBACK_S = 2.0  # the played audio an echo may come from: this far back
 ECHO_AHEAD_S = 0.2  # to this far past the device's play position (its own buffers)
 RESUME_S = 0.25  # a held answer goes on after this much silence, if it was not stopped
+EARLY_S = 0.3  # silence after which what was said so far is transcribed, in case it ends
 NO_SPEECH = 0.5  # a segment the model finds this likely to be no speech is dropped
 ECHO_TAIL_S = 2.0  # after an answer ends, its echo may still be coming back this long
 
@@ -231,6 +232,7 @@ async def frames_of(audio: Frame) -> AsyncGenerator[Frame]:
         await trio.lowlevel.checkpoint()
 
 
+@trio.as_safe_channel
 async def utterances(
     frames: AsyncIterable[Frame],
     detector: Callable[[Frame], float],
@@ -238,33 +240,66 @@ async def utterances(
     config: ListenConfig,
     on_frame: Callable[[Frame, float, Speech], float] | None = None,
 ) -> AsyncGenerator[Heard | Began]:
-    """What is said in ``frames``: :class:`Began` as speech begins, then
-    :class:`Heard` once it has ended (nothing for an utterance with no words).
-    ``on_frame(frame, probability, speech)`` may change a frame's probability (the
-    chat's echo check) before it is counted."""
+    """What is said in ``frames`` (use as ``async with utterances(...) as events``):
+    :class:`Began` as speech begins, then :class:`Heard` once it has ended (nothing
+    for an utterance with no words). ``on_frame(frame, probability, speech)`` may
+    change a frame's probability (the chat's echo check) before it is counted.
+
+    The end of speech is ``end_silence_s`` of silence, but the text is not left to
+    wait for it: after :data:`EARLY_S` of silence the utterance so far is
+    transcribed meanwhile, and used if no more speech came before the end."""
     speech = Speech(config.end_silence_s, config.threshold)
-    async for frame in frames:
-        probability = detector(frame)
-        if on_frame is not None:
-            probability = on_frame(frame, probability, speech)
-        event = speech.feed(frame, probability)
-        if isinstance(event, Began):
-            yield event
-        elif isinstance(event, Ended):
-            heard = await _heard(event, transcriber)
+    early: Early | None = None
+    async with trio.open_nursery() as nursery:
+        async for frame in frames:
+            probability = detector(frame)
+            if on_frame is not None:
+                probability = on_frame(frame, probability, speech)
+            event = speech.feed(frame, probability)
+            if isinstance(event, Began):
+                early = None
+                yield event
+            elif isinstance(event, Ended):
+                heard = await _heard(event, transcriber, early)
+                early = None
+                if heard is not None:
+                    yield heard
+            elif (
+                speech.speaking
+                and speech.silent_s >= EARLY_S
+                and (early is None or early.voiced != speech.voiced)
+            ):
+                early = Early(speech.so_far(), speech.voiced)
+                nursery.start_soon(early.run, transcriber)
+        last = speech.end()
+        if last is not None:
+            heard = await _heard(last, transcriber, early)
             if heard is not None:
                 yield heard
-    last = speech.end()
-    if last is not None:
-        heard = await _heard(last, transcriber)
-        if heard is not None:
-            yield heard
 
 
-async def _heard(utterance: Ended, transcriber: Transcriber) -> Heard | None:
+class Early:
+    """An utterance transcribed before its end was certain."""
+
+    def __init__(self, samples: Frame, voiced: int) -> None:
+        self.samples = samples
+        self.voiced = voiced  # its voiced frames: more by the end, and this is stale
+        self.text = ""
+        self.done = trio.Event()
+
+    async def run(self, transcriber: Transcriber) -> None:
+        self.text = await transcriber.transcribe(self.samples)
+        self.done.set()
+
+
+async def _heard(utterance: Ended, transcriber: Transcriber, early: Early | None) -> Heard | None:
     if utterance.voiced_s < 2 * FRAME_S:
         return None  # a click
-    text = await transcriber.transcribe(utterance.samples)
+    if early is not None and early.voiced == round(utterance.voiced_s / FRAME_S):
+        await early.done.wait()
+        text = early.text
+    else:
+        text = await transcriber.transcribe(utterance.samples)
     if not any(c.isalnum() for c in text):
         return None
     return Heard(text, utterance.start_s, utterance.end_s)
@@ -336,10 +371,9 @@ class Listener:
         return cls(config, Microphone(device).frames(), detector, transcriber)
 
     async def run(self) -> None:
-        async with self._send:
-            async for event in utterances(
-                self.frames, self.detector, self.transcriber, self.config, self._frame
-            ):
+        events = utterances(self.frames, self.detector, self.transcriber, self.config, self._frame)
+        async with self._send, events as heard:
+            async for event in heard:
                 if isinstance(event, Began):
                     self._over = self._playing  # speech over an answer: a barge-in, or nothing
                 elif self._over is not None and self._stopped is not self._over:

@@ -76,6 +76,15 @@ class Speech:
         return self._voiced * FRAME_S if self._utterance is not None else 0.0
 
     @property
+    def voiced(self) -> int:
+        """Voiced frames in the utterance under way."""
+        return self._voiced if self._utterance is not None else 0
+
+    def so_far(self) -> Frame:
+        """The samples of the utterance under way."""
+        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+
+    @property
     def silent_s(self) -> float:
         """Time since the last voiced frame of the utterance under way (infinite
         between utterances)."""
