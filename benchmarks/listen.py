@@ -93,6 +93,7 @@ def percentile(values: list[float], p: float) -> float:
 class Chat:
     def __init__(self, env: dict[str, str], folder: Path, *args: str, **more: str) -> None:
         self.transcript = folder / f"chat-{time.monotonic_ns()}.jsonl"
+        before = recording(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "voicestream", "chat", "--listen", *args,
              "--transcript", str(self.transcript)],
@@ -101,7 +102,7 @@ class Chat:
         )  # fmt: skip
         self.said: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: recording(env), 60)
+        wait_for(lambda: recording(env) > before, 60)  # its microphone is open
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -127,10 +128,11 @@ class Chat:
             self.process.kill()
 
 
-def recording(env: dict[str, str]) -> bool:
+def recording(env: dict[str, str]) -> int:
+    """How many streams are recording."""
     out = subprocess.run(["pactl", "list", "short", "source-outputs"], env=env,
                          capture_output=True, text=True).stdout  # fmt: skip
-    return bool(out.strip())
+    return len(out.strip().splitlines())
 
 
 def say_into(env: dict[str, str], path: Path) -> float:

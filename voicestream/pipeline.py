@@ -298,6 +298,7 @@ class Pipeline:
         self.unsent: list[Audio] = []  # synthesized, but its send was cancelled
         self.taken: list[Audio] = []  # out of the channel, but its write was cancelled or failed
         self.synthesized_s = 0.0  # seconds of audio made so far
+        self.slowest_s = 0.0  # the longest one synthesis took
         self.source_error: SourceError | None = None
         self.drained = trio.Event()  # all of it played (or stored): all of it was heard
         self.started = 0.0
@@ -378,10 +379,13 @@ class Pipeline:
         if self.ahead_s() is None or not self.bounded:
             return pacer.split(text, self.ahead_s())
         target = out.statistics().capacity  # the jitter target, seconds
+        # What the buffer keeps while a part is made: the slowest synthesis so far (a
+        # stall) is what the next one may take.
+        reserve = min(target, max(RESERVE_S, 1.1 * self.slowest_s))
         part, rest = pacer.split(text, self.ahead_s(), target - RESERVE_S, 1.25 * target)
         # Started once the room will be there when it is made (a slow engine's part
         # takes a while): then what it makes goes straight in.
-        needed = min(pacer.audio_s(len(part)), target - RESERVE_S) - pacer.estimate(len(part))
+        needed = min(pacer.audio_s(len(part)), target - reserve) - pacer.estimate(len(part))
         await out.wait_room(max(0.0, needed))
         part, more = pacer.split(part, self.ahead_s())  # in time, with what is ahead now
         return part, f"{more} {rest}".strip()
@@ -398,6 +402,7 @@ class Pipeline:
         if not ends_chunk:  # a part: the pause at a comma, not a sentence's
             audio = trim_end(audio, PART_PAUSE_S)
         metrics.synthesis_s += took
+        self.slowest_s = max(self.slowest_s, took)
         if metrics.first_chunk_ready_s is None:
             metrics.first_chunk_ready_s = trio.current_time() - self.started
         if pacer is not None:
