@@ -4,6 +4,7 @@ The public names, all importable from here (``from voicestream import speak``):
 
 - :func:`speak` (under trio), :func:`say` (for scripts), :func:`load_config`;
 - one answer, for front ends of your own: :class:`Answer` and its events;
+  :class:`Heard`, a question spoken (``chat --listen``; :mod:`voicestream.listen`);
 - the building blocks: :class:`SentenceChunker`, :func:`open_channel` and its
   policies, the :class:`Source`, :class:`Synthesizer` and :class:`Sink`
   interfaces with their base classes and factories;
@@ -37,6 +38,7 @@ _HOME = {
     "Block": "runner",
     "Notice": "runner",
     "Finished": "runner",
+    "Heard": "listen",
     "SentenceChunker": "chunker",
     "open_channel": "channels",
     "Fixed": "channels",
@@ -74,6 +76,7 @@ __all__ = [
     "Event",
     "Finished",
     "Fixed",
+    "Heard",
     "Jitter",
     "Notice",
     "Result",
@@ -119,6 +122,7 @@ if TYPE_CHECKING:
     from .chunker import SentenceChunker
     from .config import Config
     from .errors import SinkError, SourceError, UsageError, VoicestreamError
+    from .listen import Heard
     from .runner import Answer, Block, Chunk, Event, Finished, Notice, Result, Text
     from .sinks import BaseSink, Sink, open_output, open_sink
     from .sources import BaseSource, Source, TextSource, open_source

@@ -18,9 +18,9 @@ at least a tenth of a second; a fast engine (espeak-ng, 100x real time) is never
 cut: its chunks always fit, or nearly.
 
 Memory cuts chunks too, for every engine: while audio plays in real time, the
-pipeline asks for parts that fit about half the jitter buffer's room
+pipeline asks for parts that fit the jitter buffer's target less a reserve
 (``room_s``), at a pause if one fits, else at a weaker one, and only where no
-pause comes within ``most_s`` between two words (:func:`voicestream.chunker.word_breaks`),
+pause comes within ``most_s``, between two words (:func:`voicestream.chunker.word_breaks`),
 so that what an answer holds is its jitter target and about one part, not the
 rest of a long sentence besides (:meth:`voicestream.pipeline.Pipeline.next_part`).
 

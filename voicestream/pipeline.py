@@ -367,12 +367,13 @@ class Pipeline:
 
         A slow engine says a chunk in parts when it could not say it whole in time
         (:mod:`voicestream.pacing`). While audio plays in real time, a chunk is also
-        said in parts of at most about half the jitter target (at a pause; between
-        two words only where no pause comes within 1.25 targets), each made once
-        there is room for it in the jitter buffer, or, for a longer part, once the
-        buffer is down to ``RESERVE_S``: what is made is queued at once, so an answer
-        holds its jitter target of audio, not the rest of a long sentence as well.
-        A file takes audio as fast as it comes: chunks whole."""
+        said in parts that fit the jitter target less ``RESERVE_S`` (at a pause;
+        between two words only where no pause comes within 1.25 targets), each made
+        once there is room for it in the jitter buffer, or, for a longer part, once
+        the buffer is down to the reserve: 0.5 s, or 1.1 times the slowest synthesis
+        so far (after a stall). What is made is queued at once, so an answer holds
+        its jitter target of audio (and a part, after a stall), not the rest of a
+        long sentence as well. A file takes audio as fast as it comes: chunks whole."""
         pacer, out = self.pacer, self.audio_out
         if pacer is None:
             return text, ""
