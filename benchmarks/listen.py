@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,10 @@ class Recorder:
             self.chunks.append((time.monotonic(), np.frombuffer(data[: len(data) // 2 * 2],
                                                                 dtype=np.int16)))  # fmt: skip
 
-    def silent_from(self, after: float, quiet_s: float = 0.3) -> float | None:
-        """When the sound fell silent (for at least ``quiet_s``) after ``after``."""
+    def silent_from(self, after: float, quiet_s: float = 0.8) -> float | None:
+        """When the sound fell silent (for at least ``quiet_s``: longer than the pauses
+        between sentences) after ``after``."""
+        wait_for(lambda: bool(self.chunks) and self.chunks[-1][0] > after + quiet_s + 0.5, 30)
         times, samples = [], []
         for arrived, chunk in list(self.chunks):
             times.append(arrived - np.arange(len(chunk))[::-1] / RATE)  # a sample each
@@ -221,6 +224,11 @@ def endpointing(env: dict[str, str], folder: Path, paths: list[Path]) -> list[fl
     return waits
 
 
+def asked(chat: Chat, count: int) -> bool:
+    """Whether ``count`` spoken questions have been shown."""
+    return sum(line.startswith("> ") for line in chat.said) >= count
+
+
 def barge_in(env: dict[str, str], folder: Path, stop: Path, rounds: int) -> list[float]:
     recorder = Recorder(env)
     chat = Chat(env, folder, "--source", "demo")
@@ -228,14 +236,14 @@ def barge_in(env: dict[str, str], folder: Path, stop: Path, rounds: int) -> list
     delays = []
     try:
         chat.type("How does streaming speech work?")
-        for _ in range(rounds):
+        for done in range(1, rounds + 1):
             time.sleep(4)  # an answer is playing
             began = say_into(env, stop)
             onset = began + onset_offset
             silent = recorder.silent_from(onset - 0.05)
             if silent is not None:
                 delays.append(silent - onset)
-            wait_for(lambda: sum(line.startswith("> ") for line in chat.said) > len(delays), 30)
+            wait_for(partial(asked, chat, done), 30)  # what was said became the next question
     finally:
         chat.end()
         recorder.close()

@@ -199,6 +199,8 @@ def test_what_is_missing_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> Non
     question = spoken(cli, QUESTIONS[0], tmp_path / "q.wav")
     no_device = cli.run("hear", "--seconds", "1")  # no sound server here
     assert no_device.returncode == 2 and "no audio input device" in one_line(no_device.stderr)
+    chat = cli.run("chat", "--listen", "--source", "demo", input="a question\n")
+    assert chat.returncode == 2 and "no audio input device" in one_line(chat.stderr)
     empty = tmp_path / "not-a-model"
     empty.mkdir()
     not_a_model = cli.run("hear", str(question), VOICESTREAM_LISTEN_MODEL=str(empty))
