@@ -313,7 +313,8 @@ async def test_an_answer_asked_over_a_socket_is_read_over_sse_on_another_process
     from test_talk import Talker, sse_like
     from trio_websocket import open_websocket_url
 
-    with serve(cli, redis, **SLOW_DEMO) as a, serve(cli, redis, **SLOW_DEMO) as b:
+    quick = SLOW_DEMO | {"VOICESTREAM_DEMO_TOKENS_PER_S": "150"}  # nothing here needs it slow
+    with serve(cli, redis, **quick) as a, serve(cli, redis, **quick) as b:
         async with open_websocket_url(a.replace("http", "ws") + "/v1/talk") as ws:
             talk = Talker(ws)
             await talk.send(type="ask", prompt="tell me")

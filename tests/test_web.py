@@ -463,7 +463,7 @@ def test_after_a_server_error_the_conversation_keeps_what_was_heard_marked_cut_o
 ) -> None:
     # The model's stream fails mid-answer: the page says so, lets what was spoken play
     # out, and the conversation keeps exactly that (the spoken chunks), cut off.
-    fake_api.script = Script(text=TEXT, piece=3, delay_s=0.01, error_after=61)
+    fake_api.script = Script(text=TEXT, piece=3, delay_s=0.01, error_after=36)
     process, url = started(cli, fake_api, VOICESTREAM_ANTHROPIC_MAX_RESUMES="0")
     try:
         browser.get(url + "/")
