@@ -114,7 +114,7 @@ async def speak_demo(rtf: float, seed: int, pace: bool) -> tuple[Answer, Listene
     config = dataclasses.replace(config, chunker=dataclasses.replace(config.chunker, pace=pace))
     source = DemoSource(DemoConfig(first_token_s=0.4, tokens_per_s=60, seed=seed))
     listener, engine = Listener(), Engine(rtf, seed)
-    answer = Answer(source, engine, listener, config)
+    answer = Answer(source, engine, listener, config, keep_heard=True)
     await answer.run()
     return answer, listener, engine
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pytest
 import trio
 import trio.testing
 
@@ -233,6 +234,13 @@ def test_played_chunks_collapse_and_what_is_ahead_reads_the_same() -> None:
             assert kept.position(f) == whole.position(f), (played, f)
     assert len(kept.texts) == 1 and kept.chunks == 3  # the last one is kept: it may play on
     assert kept.word_frames() == [600, 720, 840]  # of the chunk kept
+    counted = Timeline(keep_heard=False)  # an answer's own: counts only, no text
+    counted.add(marked("One two.", [0, 100], 200))
+    counted.add(marked("Three.", [0], 100))
+    counted.forget(250)
+    assert counted.started(250) == 3 and counted.heard is not None
+    with pytest.raises(ValueError, match="keep_heard"):
+        counted.heard(250)  # it kept no text of the played chunk: said, not guessed
 
 
 async def test_blocks_keep_the_marks_where_their_audio_is() -> None:
@@ -333,7 +341,7 @@ async def test_a_barge_in_during_a_slow_synthesis_silences_the_device_at_once(
             return await super().synthesize(text)
 
     answer = Answer(DemoSource(DemoConfig(first_token_s=0, tokens_per_s=1e6), TEXT), Slow(),
-                    device, Config())  # fmt: skip
+                    device, Config(), keep_heard=True)  # fmt: skip
     async with trio.open_nursery() as nursery:
         nursery.start_soon(device.run)
         nursery.start_soon(answer.run)

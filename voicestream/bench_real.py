@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +146,7 @@ class WrittenSilence(SilentSynthesizer):
 
     async def synthesize(self, text: str) -> Audio:
         audio = await super().synthesize(text)
-        audio.samples.fill(1)
-        return audio
+        return replace(audio, samples=np.ones(len(audio.samples), dtype=np.int16))
 
 
 async def run_sessions(count: int, speech_s: float, written: bool = False) -> Scale:

@@ -274,6 +274,17 @@ class SendEnd(trio.abc.SendChannel[T]):
                 state.producer_timeouts += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    @property
+    def held(self) -> float:
+        """What the channel holds now, in the unit of what flows (``statistics().size``,
+        without building the statistics)."""
+        return self._state.size
+
+    @property
+    def capacity(self) -> float:
+        """Its capacity now, in cost units."""
+        return self._state.capacity
+
     def room(self) -> float:
         """How much more the channel takes now, in cost units (its capacity less what
         it holds; ``inf`` unbounded)."""

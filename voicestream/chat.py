@@ -218,7 +218,10 @@ class Chat:
         rate = self.synthesizer.sample_rate
         sink = open_sink("wav" if path else "speaker", rate, self.config.output, path)
         playback = Playback(sink, rate)
-        answer = Answer(source, self.synthesizer, playback, self.config, captions=self.captions)
+        answer = Answer(
+            source, self.synthesizer, playback, self.config, captions=self.captions,
+            keep_heard=True,  # the history keeps what was heard
+        )  # fmt: skip
         self.answering, self.stopping, self.barged_at = answer, False, None
         spoken = self.spoken
         if self.listener is not None:

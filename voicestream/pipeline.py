@@ -319,34 +319,36 @@ class Pipeline:
 
     async def read_and_chunk(self) -> None:
         """The source's pieces, cleaned, captioned and chunked, into ``chunks``."""
-        metrics, chunker, captions = self.metrics, self.chunker, self.captions
-        controls = ControlFilter()  # nothing the model writes can drive the terminal
-        clock = trio.lowlevel.current_clock()  # read once a piece: the shortest way
+        metrics, captions = self.metrics, self.captions
+        # Bound once: this loop runs for every piece the model writes.
+        clean = ControlFilter().feed  # nothing the model writes can drive the terminal
+        chunk = self.chunker.feed
+        now = trio.lowlevel.current_clock().current_time  # read once a piece: the shortest way
         started = self.started
         last_read = 0.0
         async with self.chunks_out as out:
             try:
                 async with aclosing(self.source.stream()) as pieces:
                     async for raw in pieces:
-                        now = clock.current_time() - started
+                        read = now() - started
                         if metrics.ttft_s is None:
-                            metrics.ttft_s = now
-                        elif now - last_read > metrics.longest_token_gap_s:
-                            metrics.longest_token_gap_s = now - last_read
-                        last_read = now
+                            metrics.ttft_s = read
+                        elif read - last_read > metrics.longest_token_gap_s:
+                            metrics.longest_token_gap_s = read - last_read
+                        last_read = read
                         metrics.tokens += 1
-                        piece = controls.feed(raw)
+                        piece = clean(raw)
                         if not piece:
                             continue
                         if captions is not None:
                             captions.write(piece)
                             captions.flush()
-                        chunks = chunker.feed(piece)
+                        chunks = chunk(piece)
                         if chunks:
                             await send_all(out, chunks)
             except SourceError as e:
                 self.source_error = e  # speak what arrived, then report
-            await send_all(out, chunker.flush())
+            await send_all(out, self.chunker.flush())
 
     def ahead_s(self) -> float | None:
         """Audio made and not yet played (None: nothing plays in real time)."""
@@ -379,7 +381,7 @@ class Pipeline:
             return text, ""
         if self.ahead_s() is None or not self.bounded:
             return pacer.split(text, self.ahead_s())
-        target = out.statistics().capacity  # the jitter target, seconds
+        target = out.capacity  # the jitter target, seconds
         # What the buffer keeps while a part is made: the slowest synthesis so far (a
         # stall) is what the next one may take.
         reserve = min(target, max(RESERVE_S, 1.1 * self.slowest_s))
@@ -417,7 +419,7 @@ class Pipeline:
         self.synthesized_s += audio.seconds
         metrics.chunks += 1
         metrics.inflight_audio_s = audio.seconds
-        held = out.statistics().size + audio.seconds
+        held = out.held + audio.seconds
         metrics.audio_held_peak_s = max(metrics.audio_held_peak_s, held)
         unsent = self.unsent
         unsent.extend(blocks(audio, self.block_s))

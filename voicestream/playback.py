@@ -41,12 +41,14 @@ class Timeline:
     took (:meth:`add` each block, in order). Marks are kept as their blocks brought
     them, a tuple a block, and looked up by bisection.
 
-    :meth:`forget` what has been played and its chunks collapse to counts and one
-    text (what :meth:`heard` needs of them), so an answer's timeline holds only
-    the chunks still to be heard, however long the answer. Positions before the
-    forgotten point are not asked for after it: play only goes forward."""
+    :meth:`forget` what has been played and its chunks collapse to counts (and,
+    with ``keep_heard``, one text: what :meth:`heard` needs of them), so an
+    answer's timeline holds only the chunks still to be heard, however long the
+    answer. Positions before the forgotten point are not asked for after it: play
+    only goes forward."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_heard: bool = True) -> None:
+        self.keep_heard = keep_heard
         self.starts: list[int] = []  # the frame where each kept chunk starts
         self.texts: list[str] = []
         self.first = 0  # the answer's index of texts[0]: chunks before it are forgotten
@@ -83,7 +85,8 @@ class Timeline:
         if k <= 0:
             return
         for text in self.texts[:k]:
-            self._played += (f" {text}" if self.first else text).encode()
+            if self.keep_heard:
+                self._played += (f" {text}" if self.first else text).encode()
             self.first += 1
         del self.starts[:k], self.texts[:k]
         j = bisect.bisect_left(self._block_marks, self.first, key=_chunk)
@@ -131,7 +134,10 @@ class Timeline:
 
     def heard(self, frames: int) -> str:
         """The text heard once ``frames`` are played: the chunks played to their end,
-        then the chunk in progress up to the end of the word in progress."""
+        then the chunk in progress up to the end of the word in progress (a timeline
+        that does not ``keep_heard`` knows it only until it forgets a chunk)."""
+        if self.first and not self.keep_heard:
+            raise ValueError("this timeline kept no text of the chunks played (keep_heard)")
         at = self.position(frames)
         partial = at.text[: at.word.end] if at.word is not None else ""
         kept = self.texts[: at.index - self.first]

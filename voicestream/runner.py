@@ -149,6 +149,7 @@ class Answer:
         buffers: Buffers | None = None,
         begun: float | None = None,
         chunker: SentenceChunker | None = None,
+        keep_heard: bool = False,
     ) -> None:
         self.source = source
         self.synthesizer = synthesizer
@@ -159,7 +160,9 @@ class Answer:
         self.listened = on_event is not None  # events per token and block only if so
         self.buffers = buffers or Buffers.from_config(config.buffers)
         self.metrics = Metrics()
-        self.timeline = Timeline()
+        # keep_heard: the text of the chunks played stays, for timeline.heard() (the
+        # chat's history); else an answer's memory does not grow with its length.
+        self.timeline = Timeline(keep_heard)
         # The model's text, kept once: UTF-8 in one buffer (a list of pieces, or a
         # StringIO, which keeps one too, costs ~60 bytes a piece).
         self._written = bytearray()
@@ -252,18 +255,20 @@ class _Recorder:
 
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
+        self.keep = answer._written.extend
+        self.captions = answer.captions
 
     def write(self, text: str) -> int:
         answer = self.answer
-        answer._written += text.encode()
-        answer._line_open = not text.endswith("\n")
+        self.keep(text.encode())
+        answer._line_open = text[-1:] != "\n"
         if answer.listened:
             answer.on_event(Text(text))
-        if answer.captions is not None:
-            answer.captions.write(text)
+        if self.captions is not None:
+            self.captions.write(text)
         return len(text)
 
     def flush(self) -> None:
-        if self.answer.captions is not None:
+        if self.captions is not None:
             with contextlib.suppress(OSError):
-                self.answer.captions.flush()
+                self.captions.flush()
