@@ -337,7 +337,7 @@ class Words:
 
 
 async def listen_over(
-    probabilities: list[float], playing: bool, min_s: float = 0.4
+    probabilities: list[float], playing: bool, end_s: float = 0.3
 ) -> tuple[list[int], list[bool], list[str]]:
     """A listener fed ``probabilities`` (silent frames, so nothing is echo) while an
     answer plays or not: its stops (at which play position), holds and questions."""
@@ -348,7 +348,7 @@ async def listen_over(
         for _ in probabilities:
             yield np.zeros(FRAME, dtype=np.float32)
 
-    config = ListenConfig(end_silence_s=0.3, barge_in_min_s=min_s)
+    config = ListenConfig(end_silence_s=end_s, barge_in_min_s=0.4)
     listener = Listener(config, frames(), Scripted(probabilities), Words())  # type: ignore[arg-type]
     stops: list[int] = []
     held: list[bool] = []
@@ -372,6 +372,11 @@ async def test_speech_over_an_answer_holds_it_at_once_and_stops_it_if_it_goes_on
     stops, held, questions = await listen_over(backchannel, playing=True)
     assert (stops, held, questions) == ([], [True, False], [])  # held, let go on, not asked
     assert await listen_over(backchannel, playing=False) == ([], [], ["mm-hm"])  # at the prompt
+    # "Stop, tell me...": let go on in the comma's pause, held again as they go on, and
+    # stopped where they began.
+    comma = [0.1] * 10 + [0.9] * 8 + [0.1] * 10 + [0.9] * 10 + [0.1] * 30
+    stops, held, questions = await listen_over(comma, playing=True, end_s=0.7)
+    assert (stops, held, questions) == ([0], [True, False, True], ["mm-hm"])
 
 
 class Counting:

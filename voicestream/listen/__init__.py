@@ -412,10 +412,12 @@ class Listener:
             return 0.0  # the answer's own voice
         if playing is not self._playing or self._stopped is playing:
             return probability  # an answer that has ended (or is ending) stops nothing
-        if not speech.speaking and probability >= self.config.threshold:
-            # A person begins to speak over the answer: it is held silent at once, and
-            # stopped if the speech goes on, else let go on (a backchannel, a cough).
-            self._onset = playing.heard()
+        if self._held is None and probability >= self.config.threshold:
+            # A person speaks over the answer: it is held silent at once, and stopped if
+            # the speech goes on, else let go on (a backchannel, a cough); held again if
+            # they go on after a pause ("Stop, tell me...").
+            if self._onset is None:
+                self._onset = playing.heard()  # where they began: what was heard
             self._held = playing
             playing.pause(True)
         elif speech.speaking and speech.voiced_s >= self.config.barge_in_min_s:
@@ -425,11 +427,13 @@ class Listener:
 
     def _resume_if_quiet(self, speech: Speech) -> None:
         """Let a held answer go on once the speech over it has stopped short."""
+        if not speech.speaking:
+            self._onset = None  # the next utterance begins where it begins
         held = self._held
         if held is None:
             return
         if held is not self._playing or self._stopped is held:
             self._held = None  # ended, or stopped: nothing to let go on
         elif speech.silent_s >= RESUME_S:
-            self._held = self._onset = None
+            self._held = None
             held.pause(False)
