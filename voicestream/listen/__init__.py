@@ -45,7 +45,7 @@ from .speech import (
 )
 
 ECHO_LOOKBACK_S = 2.0  # the played audio an echo may come from: this far back
-ECHO_AHEAD_S = 0.2  # to this far past the device's play position (its own buffers)
+ECHO_AHEAD_S = 0.5  # to this far past the device's play position (the sound server's buffers)
 RESUME_S = 0.25  # a held answer goes on after this much silence, if it was not stopped
 EARLY_S = 0.3  # silence after which what was said so far is transcribed, in case it ends
 NO_SPEECH = 0.5  # a segment the model finds this likely to be no speech is dropped
@@ -113,7 +113,12 @@ class Microphone:
         sd = _sounddevice()
         try:
             stream = sd.InputStream(
-                samplerate=RATE, channels=1, dtype="float32", blocksize=FRAME, device=self.device
+                samplerate=RATE,
+                channels=1,
+                dtype="float32",
+                blocksize=FRAME,
+                device=self.device,
+                latency="low",  # speech is heard (and an answer held) sooner
             )
             stream.start()
         except sd.PortAudioError as e:
@@ -356,6 +361,7 @@ class Listener:
         self._stopped: Playing | None = None  # the answer an utterance stopped
         self._held: Playing | None = None  # the answer held silent while a person speaks
         self._onset: int | None = None  # its play position when they began
+        self._person = 0  # voiced frames in a row that were not the answer's own voice
         self._over: Playing | None = None  # the answer the utterance under way began over
         self._frames = 0
         self._recent: deque[Frame] = deque(maxlen=ECHO_WINDOW // FRAME)
@@ -404,15 +410,18 @@ class Listener:
             if (self._frames - ended) * FRAME_S <= ECHO_TAIL_S:
                 playing = answer
         if playing is None or probability < self.config.threshold - KEEP:
+            self._person = 0
             return probability
         played = playing.played(-ECHO_LOOKBACK_S, ECHO_AHEAD_S)
         heard = np.concatenate(self._recent)[-max(FRAME, len(played)) :]  # none yet: as much
         if echo_likeness(heard, played) > ECHO:
             self.echo_frames += 1
+            self._person = 0
             return 0.0  # the answer's own voice
         if playing is not self._playing or self._stopped is playing:
             return probability  # an answer that has ended (or is ending) stops nothing
-        if self._held is None and probability >= self.config.threshold:
+        self._person += 1  # voiced, and not the answer's own voice
+        if self._held is None and probability >= self.config.threshold and self._person >= 2:
             # A person speaks over the answer: it is held silent at once, and stopped if
             # the speech goes on, else let go on (a backchannel, a cough); held again if
             # they go on after a pause ("Stop, tell me...").
