@@ -40,7 +40,15 @@ import trio
 import voicestream
 from voicestream.config import ListenConfig
 from voicestream.listen import Transcriber, read_audio
-from voicestream.testing import OpenAIScript, start_openai, start_pulse, wait_for
+from voicestream.testing import (
+    OpenAIScript,
+    recordings,
+    start_openai,
+    start_pulse,
+    wait_for,
+    word_errors,
+    words,
+)
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -57,22 +65,6 @@ QUESTIONS = [
 STOP = "Stop, tell me something else."
 RATE = 22050
 QUIET = 300
-
-
-def words(text: str) -> list[str]:
-    import re
-
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def word_errors(reference: str, heard: str) -> int:
-    ref, hyp = words(reference), words(heard)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 def voiced(path: Path) -> tuple[float, float]:
@@ -94,7 +86,7 @@ def percentile(values: list[float], p: float) -> float:
 class Chat:
     def __init__(self, env: dict[str, str], folder: Path, *args: str, **more: str) -> None:
         self.transcript = folder / f"chat-{time.monotonic_ns()}.jsonl"
-        before = recording(env)
+        before = recordings(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "voicestream", "chat", "--listen", *args,
              "--transcript", str(self.transcript)],
@@ -103,7 +95,7 @@ class Chat:
         )  # fmt: skip
         self.said: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: recording(env) > before, 60)  # its microphone is open
+        wait_for(lambda: recordings(env) > before, 60)  # its microphone is open
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -127,13 +119,6 @@ class Chat:
             self.process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def recording(env: dict[str, str]) -> int:
-    """How many streams are recording."""
-    out = subprocess.run(["pactl", "list", "short", "source-outputs"], env=env,
-                         capture_output=True, text=True).stdout  # fmt: skip
-    return len(out.strip().splitlines())
 
 
 def say_into(env: dict[str, str], path: Path) -> float:

@@ -493,20 +493,12 @@ async def _first(frames: Any, count: int) -> Any:
 
 
 def _devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    if args.input:
-        from .listen import list_inputs
-
-        inputs = list_inputs()
-        if not inputs:
-            print("voicestream: PortAudio sees no audio input device", file=stderr)
-        for index, name, channels in inputs:
-            print(f"{index:>3}  {name}  ({channels} channels)", file=stdout)
-        return 0
     from .sinks.speaker import list_devices
 
-    devices = list_devices()
+    kind = "input" if args.input else "output"
+    devices = list_devices(kind)
     if not devices:
-        print("voicestream: PortAudio sees no audio output device", file=stderr)
+        print(f"voicestream: PortAudio sees no audio {kind} device", file=stderr)
     for index, name, channels in devices:
         print(f"{index:>3}  {name}  ({channels} channels)", file=stdout)
     return 0

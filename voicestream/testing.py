@@ -549,6 +549,30 @@ def start_pulse(
     return daemon, env
 
 
+def recordings(env: dict[str, str]) -> int:
+    """How many streams record from the PulseAudio that ``env`` reaches."""
+    out = subprocess.run(["pactl", "list", "short", "source-outputs"], env=env,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return len(out.strip().splitlines())
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, for comparing what was said with what was heard."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_errors(reference: str, heard: str) -> int:
+    """Substitutions, insertions and deletions from ``reference`` to ``heard`` (by word):
+    the numerator of a word error rate."""
+    ref, hyp = words(reference), words(heard)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
 class Terminal:
     """A program on a pseudo-terminal: type into it, wait for what it prints."""
 

@@ -77,28 +77,11 @@ def _sounddevice() -> Any:
     return sounddevice()
 
 
-def list_inputs() -> list[tuple[int, str, int]]:
-    """``(index, name, input channels)`` of every input device PortAudio sees."""
-    return [
-        (d["index"], d["name"], d["max_input_channels"])
-        for d in _sounddevice().query_devices()
-        if d["max_input_channels"] > 0
-    ]
-
-
 def check_input(device: str) -> int | str | None:
     """The input device to open, or :class:`UsageError` if there is none."""
-    sd = _sounddevice()
-    wanted: int | str | None = int(device) if device.isdigit() else (device or None)
-    try:
-        sd.query_devices(wanted, kind="input")
-    except (sd.PortAudioError, ValueError):
-        if wanted is None:
-            raise UsageError(NO_INPUT) from None
-        raise UsageError(
-            f"no audio input device '{device}'; 'voicestream devices --input' lists them"
-        ) from None
-    return wanted
+    from ..sinks.speaker import check_device
+
+    return check_device(device, "input", NO_INPUT)
 
 
 class Microphone:

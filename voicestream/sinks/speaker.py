@@ -32,28 +32,29 @@ def _sounddevice() -> Any:
     return sounddevice
 
 
-def list_devices() -> list[tuple[int, str, int]]:
-    """``(index, name, output channels)`` of every output device PortAudio sees."""
-    sd = _sounddevice()
+def list_devices(kind: str = "output") -> list[tuple[int, str, int]]:
+    """``(index, name, channels)`` of every ``output`` (or ``input``) device PortAudio
+    sees."""
+    channels = f"max_{kind}_channels"
     return [
-        (d["index"], d["name"], d["max_output_channels"])
-        for d in sd.query_devices()
-        if d["max_output_channels"] > 0
+        (d["index"], d["name"], d[channels])
+        for d in _sounddevice().query_devices()
+        if d[channels] > 0
     ]
 
 
-def check_device(device: str) -> int | str | None:
-    """The device to open, or :class:`UsageError` if there is none."""
+def check_device(device: str, kind: str = "output", none: str = NO_DEVICE) -> int | str | None:
+    """The ``output`` (or ``input``) device to open, or :class:`UsageError` if there is
+    none (``none`` says what to do when there is no default one)."""
     sd = _sounddevice()
     wanted: int | str | None = int(device) if device.isdigit() else (device or None)
     try:
-        sd.query_devices(wanted, kind="output")
+        sd.query_devices(wanted, kind=kind)
     except (sd.PortAudioError, ValueError):
         if wanted is None:
-            raise UsageError(NO_DEVICE) from None
-        raise UsageError(
-            f"no audio output device '{device}'; 'voicestream devices' lists them"
-        ) from None
+            raise UsageError(none) from None
+        listing = "voicestream devices" + (" --input" if kind == "input" else "")
+        raise UsageError(f"no audio {kind} device '{device}'; '{listing}' lists them") from None
     return wanted
 
 
