@@ -425,8 +425,13 @@ class Pipeline:
         unsent.extend(blocks(audio, self.block_s))
         del audio  # its blocks are all that is kept of it
         while unsent:
-            await out.send(unsent[0])  # cancellation-atomic: sent, or still unsent
-            metrics.inflight_audio_s -= unsent.pop(0).seconds
+            block = unsent[0]
+            try:
+                out.send_nowait(block)  # no task switch while there is room
+            except trio.WouldBlock:
+                await out.send(block)  # cancellation-atomic: sent, or still unsent
+            del unsent[0]
+            metrics.inflight_audio_s -= block.seconds
 
     async def play(self) -> None:
         """The blocks from ``audio`` into the sink, each added to the timeline."""
