@@ -133,6 +133,19 @@ async def test_an_answer_that_fails_ends_its_caption_line_and_reports_the_error(
     assert sink.closed
 
 
+async def test_a_caption_line_the_model_ended_is_not_ended_twice(
+    clock: trio.testing.MockClock,
+) -> None:
+    captions = io.StringIO()
+    pieces = ["A list:\n", "- one\n", "- two\n"]
+    answer = Answer(
+        ListSource(pieces), SilentSynthesizer(), RecordingSink(), Config(), captions=captions
+    )
+    result = await answer.run()
+    assert result.outcome == "done" and result.text == "A list:\n- one\n- two\n"
+    assert captions.getvalue() == result.text
+
+
 class BrokenSynthesizer(SilentSynthesizer):
     async def synthesize(self, text: str) -> Audio:
         if "Another" in text:

@@ -215,6 +215,7 @@ async def speak(
     sink: Sink,
     *,
     captions: TextOut | None = None,
+    written: bytearray | None = None,
     buffers: Buffers | None = None,
     chunker: SentenceChunker | None = None,
     metrics: Metrics | None = None,
@@ -226,19 +227,21 @@ async def speak(
 
     Pass ``metrics`` to have the figures filled in even when this raises, and
     ``timeline`` to follow what is heard (every block is added as the sink is
-    handed it). ``on_chunk(index, audio, start_s)`` is called as each chunk's audio
-    (with its word marks) is ready, with where it starts in the answer's audio;
-    ``on_block(audio, start_s)`` as each block is accepted by the sink. An engine
-    that gives no word timing gets estimated marks. Raises :class:`SourceError`
-    after speaking what arrived if the source failed. Use it through
-    :class:`voicestream.runner.Answer`, which adds the cost check, the events and
-    ``stop()``.
+    handed it), ``written`` to keep the model's text (cleaned), appended as UTF-8;
+    ``captions`` are written and flushed each piece. ``on_chunk(index, audio,
+    start_s)`` is called as each chunk's audio (with its word marks) is ready,
+    with where it starts in the answer's audio; ``on_block(audio, start_s)`` as
+    each block is accepted by the sink. An engine that gives no word timing gets
+    estimated marks. Raises :class:`SourceError` after speaking what arrived if
+    the source failed. Use it through :class:`voicestream.runner.Answer`, which
+    adds the cost check, the events and ``stop()``.
     """
     pipeline = Pipeline(
         source,
         synthesizer,
         sink,
         captions=captions,
+        written=written,
         buffers=buffers or Buffers.from_config(BuffersConfig()),
         chunker=chunker if chunker is not None else SentenceChunker(),
         metrics=Metrics() if metrics is None else metrics,
@@ -274,6 +277,7 @@ class Pipeline:
         sink: Sink,
         *,
         captions: TextOut | None,
+        written: bytearray | None,
         buffers: Buffers,
         chunker: SentenceChunker,
         metrics: Metrics,
@@ -285,6 +289,7 @@ class Pipeline:
         self.synthesizer = synthesizer
         self.sink = sink
         self.captions = captions
+        self.written = written
         self.chunker = chunker
         self.metrics = metrics
         self.timeline = timeline
@@ -320,6 +325,7 @@ class Pipeline:
     async def read_and_chunk(self) -> None:
         """The source's pieces, cleaned, captioned and chunked, into ``chunks``."""
         metrics, captions = self.metrics, self.captions
+        keep = None if self.written is None else self.written.extend
         # Bound once: this loop runs for every piece the model writes.
         clean = ControlFilter().feed  # nothing the model writes can drive the terminal
         chunk = self.chunker.feed
@@ -340,6 +346,8 @@ class Pipeline:
                         piece = clean(raw)
                         if not piece:
                             continue
+                        if keep is not None:
+                            keep(piece.encode())
                         if captions is not None:
                             captions.write(piece)
                             captions.flush()

@@ -166,7 +166,6 @@ class Answer:
         # The model's text, kept once: UTF-8 in one buffer (a list of pieces, or a
         # StringIO, which keeps one too, costs ~60 bytes a piece).
         self._written = bytearray()
-        self._line_open = False  # the captions' last line has no end yet
         self._scope = trio.CancelScope()
         self.stopped = False
         self.begun = begun  # time.monotonic() when the person asked: metrics' start_s
@@ -199,7 +198,8 @@ class Answer:
                         self.source,
                         self.synthesizer,
                         self.sink,
-                        captions=_Recorder(self),
+                        written=self._written,
+                        captions=self._recorder(),
                         buffers=self.buffers,
                         chunker=self.chunker,
                         metrics=self.metrics,
@@ -228,9 +228,14 @@ class Answer:
         """What the model has written so far (control characters removed)."""
         return self._written.decode()
 
+    def _recorder(self) -> _Recorder | None:
+        """The captions and the Text events, if anyone wants them: else nothing is
+        done a piece but to keep it."""
+        return _Recorder(self) if self.captions is not None or self.listened else None
+
     def _end_line(self) -> None:
         """End the captions' line, whatever happened (not part of the answer's text)."""
-        if self.captions is not None and self._line_open:
+        if self.captions is not None and self._written and not self._written.endswith(b"\n"):
             with contextlib.suppress(OSError):
                 self.captions.write("\n")
                 self.captions.flush()
@@ -251,17 +256,14 @@ class Answer:
 
 
 class _Recorder:
-    """The captions, passed on; the answer's text kept; a Text event for each piece."""
+    """The captions, passed on, and a Text event for each piece."""
 
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
-        self.keep = answer._written.extend
         self.captions = answer.captions
 
     def write(self, text: str) -> int:
         answer = self.answer
-        self.keep(text.encode())
-        answer._line_open = text[-1:] != "\n"
         if answer.listened:
             answer.on_event(Text(text))
         if self.captions is not None:
