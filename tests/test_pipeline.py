@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from voicestream.runner import Answer, Block, Chunk, Event, Finished, Text
 from voicestream.sinks.wav import WavSink
 from voicestream.sources import BaseSource
 from voicestream.sources.demo import DemoSource
-from voicestream.synthesizers.silent import SilentSynthesizer
+from voicestream.synthesizers import ThreadedSynthesizer
+from voicestream.synthesizers.silent import SilentSynthesizer, spoken_seconds
+from voicestream.words import Word
 
 
 class RecordingSink:
@@ -234,6 +237,45 @@ async def test_a_cancelled_answer_keeps_every_frame_synthesized(
     assert metrics.chunks > 3 and len(samples) > 0
     assert len(samples) == synthesizer.frames  # written + salvaged = synthesized
     assert metrics.audio_s == pytest.approx(synthesizer.frames / synthesizer.sample_rate)
+
+
+class Working(ThreadedSynthesizer):
+    """The silent engine in a worker thread that works until it is told to finish."""
+
+    sample_rate = SilentSynthesizer.sample_rate
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.working, self.finish = threading.Event(), threading.Event()
+        self.frames = 0
+
+    def _synthesize(self, text: str) -> tuple[np.ndarray, list[Word]]:
+        if self.frames:  # the second synthesis: held until the answer is cancelled
+            self.working.set()
+            self.finish.wait(10)
+        frames = round(spoken_seconds(text, 180) * self.sample_rate)
+        self.frames += frames
+        return np.zeros(frames, dtype=np.int16), []
+
+
+async def test_a_synthesis_under_way_when_the_answer_is_cancelled_is_kept(
+    tmp_path: Path,
+) -> None:
+    path, engine = tmp_path / "a.wav", Working()
+    scope = trio.CancelScope()
+
+    async def answer() -> None:
+        with scope:
+            sink = WavSink(path, engine.sample_rate)
+            await speak(ListSource([TEXT + " "] * 3), engine, sink)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        await trio.to_thread.run_sync(engine.working.wait, 10)
+        scope.cancel()  # while the engine's thread works on its second chunk
+        engine.finish.set()
+    _, samples = read_wav(path)
+    assert engine.working.is_set() and len(samples) == engine.frames  # both chunks
 
 
 class SlowSink:

@@ -324,8 +324,8 @@ def test_the_word_being_heard_is_emphasized_and_kept_in_sight(monkeypatch: Any) 
 async def test_a_barge_in_during_a_slow_synthesis_silences_the_device_at_once(
     clock: trio.testing.MockClock,
 ) -> None:
-    """The synthesis in progress (shielded, so a file keeps its audio) takes seconds
-    with a slow engine; the device must not play on meanwhile."""
+    """The synthesis in progress takes seconds with a slow engine; the device must
+    not play on meanwhile."""
     device = Device()
     silenced: list[float] = []
 

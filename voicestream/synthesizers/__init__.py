@@ -28,7 +28,9 @@ class Synthesizer(Protocol):
 
     async def synthesize(self, text: str) -> Audio:
         """Speak ``text`` into memory, with its word marks; text with nothing to say
-        gives empty audio."""
+        gives empty audio. Cancelled once its work has begun, an engine finishes it
+        and returns the audio (the cancel comes at the caller's next checkpoint), so
+        that a file keeps it: :class:`ThreadedSynthesizer` waits for its thread."""
         ...
 
 
@@ -44,7 +46,8 @@ class ThreadedSynthesizer:
     """An engine whose work blocks: ``_synthesize(text) -> (samples, word marks)``
     runs in a worker thread, one at a time (``trio.to_thread`` behind a limiter of
     one), or, for an engine whose loaded voice may be used from several threads at
-    once (``parallel``), as many at a time as :meth:`pool` allows."""
+    once (``parallel``), as many at a time as :meth:`pool` allows. A thread that has
+    started is waited for, cancelled or not: its audio is returned."""
 
     sample_rate: int
     parallel = False  # its voice is safe to use from several threads at once
