@@ -250,6 +250,7 @@ class SendEnd(trio.abc.SendChannel[T]):
         start = trio.current_time()
         patience = policy.stall_budget * PATIENCE if isinstance(policy, Adaptive) else math.inf
         deadline = start + patience
+        yielded = False
         try:
             while True:
                 try:
@@ -257,6 +258,12 @@ class SendEnd(trio.abc.SendChannel[T]):
                     break
                 except trio.WouldBlock:
                     pass
+                if not yielded:
+                    # The receiver may be about to take one: let it, before a timed
+                    # wait (its cancel scope costs more than this switch).
+                    yielded = True
+                    await trio.lowlevel.checkpoint()
+                    continue
                 if trio.current_time() >= deadline:
                     if state.grow(cost):
                         continue
