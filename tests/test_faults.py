@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -325,6 +326,46 @@ def test_ctrl_c_at_any_moment_is_exit_130_without_a_traceback(
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr and stderr.count(b"\n") <= 1
+
+
+# Python 3.11 turns a KeyboardInterrupt raised while a class is created (a
+# descriptor's __set_name__) into a RuntimeError caused by it: Ctrl-C 10 ms into the
+# imports of `say` once hit the standard library's platform module there.
+INTERRUPTED_CLASS = """
+import sys
+from voicestream import cli
+from voicestream.__main__ import main
+
+class Interrupted:
+    def __set_name__(self, owner, name):
+        raise KeyboardInterrupt  # as a Ctrl-C landing there would
+
+def load():
+    class Late:  # a module's class, loaded as the signal comes
+        attribute = Interrupted()
+
+async def command(*args):
+    load()
+
+if sys.argv[1] == "imports":
+    cli.run = load  # while voicestream loads, before the command runs
+else:
+    cli._say = command  # while the command runs
+sys.argv[1:] = ["say", "hello"]
+main()
+"""
+
+
+@pytest.mark.parametrize("where", ["imports", "command"])
+def test_ctrl_c_while_a_class_is_created_is_exit_130_without_a_traceback(
+    cli: Cli, where: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_CLASS, where],
+        capture_output=True, text=True, env=cli.env, cwd=cli.cwd, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == ""
 
 
 def test_ctrl_c_stops_also_when_started_with_it_ignored(cli: Cli, tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ def main() -> None:
         stopping.check()
     except KeyboardInterrupt:
         code = stopping.exit_code()
+    except Exception as e:
+        if not stopping.interrupted(e):
+            raise
+        code = stopping.exit_code()
     if code in stopping.EXIT_CODES:
         # Stopped by a signal. After a KeyboardInterrupt during start-up, CPython may
         # end the process by SIGINT at exit even though it was caught (seen in 1 run

@@ -541,6 +541,8 @@ def run(
     except KeyboardInterrupt:
         return stopping.exit_code()
     except Exception as e:
+        if stopping.interrupted(e):
+            return stopping.exit_code()
         if args.debug:
             raise
         print(

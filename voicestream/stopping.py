@@ -57,6 +57,20 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` came of a stop signal: Python 3.11 turns a KeyboardInterrupt
+    raised while a class is created (a descriptor's ``__set_name__``; seen with
+    Ctrl-C 10 ms into the imports) into a RuntimeError caused by it."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def exit_code(signum: int | None = None) -> int:
     """The exit code for a stop by ``signum`` (default: the last one received)."""
     return 128 + int(signum if signum is not None else _received[0])
