@@ -41,6 +41,8 @@ import voicestream
 from voicestream.config import ListenConfig
 from voicestream.listen import Transcriber, read_audio
 from voicestream.testing import (
+    QUESTIONS,
+    STOP,
     OpenAIScript,
     recordings,
     start_openai,
@@ -50,19 +52,6 @@ from voicestream.testing import (
     words,
 )
 
-QUESTIONS = [
-    "What is the capital of France?",
-    "How does streaming speech work?",
-    "Tell me a short story about a cat.",
-    "Why is the sky blue?",
-    "How many legs does a spider have?",
-    "Please explain how a jitter buffer works.",
-    "What should I cook for dinner tonight?",
-    "Which planet is the largest?",
-    "Can you recommend a good book?",
-    "How far away is the moon?",
-]
-STOP = "Stop, tell me something else."
 RATE = 22050
 QUIET = 300
 

@@ -32,18 +32,10 @@ from voicestream.listen.speech import (
     Speech,
     echo_likeness,
 )
-from voicestream.testing import recordings, start_pulse, wait_for, word_errors, words
+from voicestream.testing import QUESTIONS as ALL_QUESTIONS
+from voicestream.testing import STOP, recordings, start_pulse, wait_for, word_errors, words
 
-QUESTIONS = [
-    "What is the capital of France?",
-    "How does streaming speech work?",
-    "Tell me a short story about a cat.",
-    "Why is the sky blue?",
-    "How many legs does a spider have?",
-    "Please explain how a jitter buffer works.",
-    "What should I cook for dinner tonight?",
-    "Stop, tell me something else.",
-]
+QUESTIONS = [*ALL_QUESTIONS[:7], STOP]  # the last, to stop an answer
 
 
 def spoken(cli: Cli, text: str, path: Path) -> Path:

@@ -556,6 +556,23 @@ def recordings(env: dict[str, str]) -> int:
     return len(out.strip().splitlines())
 
 
+# Questions our espeak-ng voice asks the microphone (the listening tests and benchmark),
+# and what it says to stop an answer.
+QUESTIONS = (
+    "What is the capital of France?",
+    "How does streaming speech work?",
+    "Tell me a short story about a cat.",
+    "Why is the sky blue?",
+    "How many legs does a spider have?",
+    "Please explain how a jitter buffer works.",
+    "What should I cook for dinner tonight?",
+    "Which planet is the largest?",
+    "Can you recommend a good book?",
+    "How far away is the moon?",
+)
+STOP = "Stop, tell me something else."
+
+
 def words(text: str) -> list[str]:
     """Lower-case words, for comparing what was said with what was heard."""
     return re.findall(r"[a-z0-9']+", text.lower())
